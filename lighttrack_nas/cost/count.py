@@ -1,0 +1,79 @@
+"""Full MACs / parameter counts with fvcore, in LightTrack's convention.
+
+One multiply-add counts as one FLOP (fvcore's convention for conv and matmul; BatchNorm counts
+one per element and affine op as fvcore does). Per-frame cost = search branch + neck + head with
+the template features cached; the template branch is reported separately.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+# fvcore logs a warning for every op it does not count (elementwise ops, by design).
+logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+
+
+@dataclass
+class Cost:
+    """Per-frame MACs, parameters, template-branch MACs and a per-part breakdown."""
+
+    macs: int
+    params: int
+    template_macs: int
+    parts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fvcore_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """fvcore's count of ``module(*inputs)`` (eval mode, no gradients)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            analysis = FlopCountAnalysis(module, inputs)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            return int(analysis.total())
+    finally:
+        module.train(was_training)
+
+
+class _Head(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, zf: torch.Tensor, x: torch.Tensor):
+        return self.model.head(zf, x)
+
+
+class _Template(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor):
+        return self.model.template_features(z)
+
+
+def count_tracking_model(model: nn.Module) -> Cost:
+    """Full fvcore count of a tracking model (``template_features`` + ``head``), e.g. a subnet.
+    ``parts`` holds each top-level child's MACs and params."""
+    z = torch.zeros(1, 3, model.template_size, model.template_size)
+    x = torch.zeros(1, 3, model.search_size, model.search_size)
+    model.eval()
+    with torch.no_grad():
+        zf = model.template_features(z)
+        analysis = FlopCountAnalysis(_Head(model), (zf, x))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        macs = int(analysis.total())
+        by_module = analysis.by_module()
+    parts = {name: {"macs": int(by_module.get(f"model.{name}", 0)), "params": sum(p.numel() for p in child.parameters())}
+             for name, child in model.named_children()}
+    return Cost(macs=macs, params=sum(p.numel() for p in model.parameters()),
+                template_macs=fvcore_macs(_Template(model), z), parts=parts)

@@ -1,0 +1,69 @@
+"""One-line builders: spaces from YAML, supernets, subnets, and tracking models from checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..space.space import Architecture, SearchSpace
+from .registry import model_builder
+
+
+def load_space(space: str | Path | SearchSpace) -> SearchSpace:
+    """A SearchSpace from a YAML path (or the space itself)."""
+    return space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(space)
+
+
+def build_supernet(space: str | Path | SearchSpace) -> nn.Module:
+    """The weight-sharing supernet of ``space`` (its ``model:`` field picks the builder)."""
+    space = load_space(space)
+    return model_builder(space.model)(space)
+
+
+def build_subnet(space: str | Path | SearchSpace, arch: str | Architecture) -> nn.Module:
+    """A freshly initialised standalone subnet of ``arch``."""
+    space = load_space(space)
+    arch = arch if isinstance(arch, Architecture) else space.decode(arch)
+    return build_supernet(space).extract(arch)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``: no code in a user file ever runs)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: checkpoint not found") from None
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise ValueError(f"{path}: not a readable weights-only checkpoint ({err})") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"{path}: expected a checkpoint dict with a 'model' state dict")
+    return data
+
+
+def load_tracking_model(checkpoint: str | Path | None, arch: str | None, space: str | Path | SearchSpace) -> nn.Module:
+    """A tracking model (``template``/``track``) for the tracker runtime, in eval mode.
+
+    - supernet checkpoint (``kind: supernet``): the subnet of ``arch`` with inherited weights;
+    - subnet checkpoint (``kind: subnet``, holding its ``arch``): that subnet with its weights;
+    - no checkpoint: ``arch`` with random weights (speed measurements).
+    """
+    space = load_space(space)
+    data = read_checkpoint(checkpoint) if checkpoint is not None else None
+    kind = data.get("kind", "supernet") if data else None
+    if kind == "subnet":
+        stored = space.decode(data["arch"])
+        if arch is not None and space.decode(arch) != stored:
+            raise ValueError(f"{checkpoint}: holds subnet {stored}, not the requested --arch {arch}")
+        model = build_subnet(space, stored)
+    else:
+        if arch is None:
+            raise ValueError("an architecture (--arch) is needed with a supernet checkpoint or without a checkpoint")
+        supernet = build_supernet(space)
+        if data:
+            supernet.load_state_dict(data["model"])
+        model = supernet.extract(space.decode(arch))
+    if kind == "subnet":
+        model.load_state_dict(data["model"])
+    return model.eval()

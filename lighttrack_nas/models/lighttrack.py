@@ -1,0 +1,226 @@
+"""LightTrack's weight-sharing supernet and its standalone subnets.
+
+Data flow for one architecture (REFERENCE.md section 1)::
+
+    crop -> stem (conv3x3 s2) -> DS block -> searchable MBConv layers up to the output position
+         -> per-position BatchNorm (template and search separately)
+         -> pixel-wise correlation with every template position -> channel attention -> 1x1 conv
+         -> classification tower + predictor, regression tower + predictor (separate weights)
+
+Both the supernet (all candidates, one active path) and the extracted subnet (exactly the weights
+of one path) implement :class:`TrackingNet`'s ``template(z)`` / ``track(x)`` / ``forward(z, x)``.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..space.space import Architecture, SearchSpace
+from .choice import LayerChoice, activate, freeze, op_choice
+from .ops import DepthwiseSeparable, Skip, conv_bn, make_divisible
+from .registry import register_model
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the head reads the backbone: global layer index, channels and cumulative stride."""
+
+    value: str
+    layer: int
+    channels: int
+    stride: int
+
+
+class CorrelationNeck(nn.Module):
+    """Pixel-wise correlation of search features with every template position, channel attention
+    over the resulting ``template_positions`` channels, then a 1x1 conv to ``out_channels``."""
+
+    def __init__(self, template_positions: int, out_channels: int, reduction: int = 1):
+        super().__init__()
+        hidden = max(1, template_positions // reduction)
+        self.attention = nn.Sequential(nn.Conv2d(template_positions, hidden, 1), nn.ReLU(),
+                                       nn.Conv2d(hidden, template_positions, 1), nn.Sigmoid())
+        self.adjust = nn.Conv2d(template_positions, out_channels, 1)
+
+    def forward(self, zf: torch.Tensor, xf: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = xf.shape
+        corr = torch.matmul(zf.flatten(2).transpose(1, 2), xf.flatten(2)).view(b, -1, h, w)
+        corr = corr * self.attention(corr.mean((2, 3), keepdim=True))
+        return self.adjust(corr)
+
+
+class PositionNorm(nn.Module):
+    """The BatchNorm pair (template, search) owned by one output position."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.template = nn.BatchNorm2d(channels)
+        self.search = nn.BatchNorm2d(channels)
+
+
+class Predictor(nn.Module):
+    """conv3x3 -> ``channels`` outputs; ``cls``: x * scale, ``reg``: relu(x) * scale."""
+
+    def __init__(self, in_channels: int, kind: str, scale: float):
+        super().__init__()
+        self.kind, self.scale = kind, scale
+        self.conv = nn.Conv2d(in_channels, 1 if kind == "cls" else 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * self.scale if self.kind == "cls" else F.relu(y) * self.scale
+
+
+class TrackingNet(nn.Module):
+    """Shared forward logic; subclasses provide the parts of the current path."""
+
+    template_size: int
+    search_size: int
+
+    def _parts(self) -> tuple[nn.Module, PositionNorm, nn.Module, nn.Module, nn.Module, int]:
+        """(backbone, position norm, neck, cls tower, reg tower, stride) of the current path."""
+        raise NotImplementedError
+
+    @property
+    def stride(self) -> int:
+        return self._parts()[5]
+
+    @property
+    def score_size(self) -> int:
+        return self.search_size // self.stride
+
+    def template_features(self, z: torch.Tensor) -> torch.Tensor:
+        backbone, norm, *_ = self._parts()
+        return norm.template(backbone(z))
+
+    def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame branch: search features, correlation with ``zf``, both towers."""
+        backbone, norm, neck, cls_tower, reg_tower, _ = self._parts()
+        feat = neck(zf, norm.search(backbone(x)))
+        return cls_tower(feat), reg_tower(feat)
+
+    def template(self, z: torch.Tensor) -> None:
+        """Compute and cache template features (once per sequence)."""
+        self._zf = self.template_features(z)
+
+    def track(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classification logits (B,1,H,W) and l,t,r,b distances (B,4,H,W) for a search crop."""
+        if getattr(self, "_zf", None) is None:
+            raise RuntimeError("call template(z) before track(x)")
+        return self.head(self._zf, x)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.template_features(z), x)
+
+
+@register_model("lighttrack")
+class LightTrackSupernet(TrackingNet):
+    """All candidates of the LightTrack space; ``set_arch(arch)`` selects the single path."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        s = space.settings
+        self.template_size, self.search_size = int(s["template_size"]), int(s["search_size"])
+        bmult, hmult = float(s.get("backbone_width_mult", 1.0)), float(s.get("head_width_mult", 1.0))
+        self.stem = nn.Sequential(conv_bn(3, s["stem_channels"], 3, 2),
+                                  DepthwiseSeparable(s["stem_channels"], s["ds_channels"], 1, 3, 0.25))
+        layers, positions = [], {}
+        channels, stride = s["ds_channels"], 2
+        for stage in s["stages"]:
+            out_ch = make_divisible(stage["channels"] * bmult)
+            stage_choices = [c for c in space.choices if c.group == stage["name"]]
+            for block, choice in enumerate(stage_choices):
+                layer_stride = stage["stride"] if block == 0 else 1
+                stride *= layer_stride
+                layers.append(op_choice(choice.label, list(choice.values), space.ops, channels, out_ch, layer_stride))
+                channels = out_ch
+                if stage["name"] in s["feature_stages"]:
+                    value = f"{stage['name']}b{block}"
+                    positions[value] = Position(value, len(layers) - 1, out_ch, stride)
+        self.layers = nn.ModuleList(layers)
+        out_values = [str(v) for v in space.choice("out").values]
+        if sorted(out_values) != sorted(positions):
+            raise ValueError(f"space {space.name!r}: 'out' values {out_values} do not match the feature "
+                             f"positions {sorted(positions)} implied by settings.stages/feature_stages")
+        self.positions = positions
+        self.position_norms = nn.ModuleDict({v: PositionNorm(p.channels) for v, p in positions.items()})
+        neck_ch = int(s["neck_channels"])
+        self.necks = nn.ModuleDict({
+            str(st): CorrelationNeck((self.template_size // st) ** 2, neck_ch, int(s.get("channel_attention_reduction", 1)))
+            for st in sorted({p.stride for p in positions.values()})})
+        scales = {"cls": float(s.get("cls_scale", 0.1)), "reg": float(s.get("reg_scale", 16))}
+        self.towers = nn.ModuleDict()
+        for kind in ("cls", "reg"):
+            widths = {}
+            for w in space.choice(f"{kind}_w").values:
+                width = make_divisible(int(w) * hmult)
+                tower_choices = [c for c in space.choices if c.group == kind]
+                ops = [op_choice(c.label, list(c.values), space.ops, neck_ch if i == 0 else width, width)
+                       for i, c in enumerate(tower_choices)]
+                widths[str(w)] = nn.Sequential(*ops, Predictor(width, kind, scales[kind]))
+            self.towers[kind] = LayerChoice(f"{kind}_w", widths)
+        self.set_arch(space.sample(0))
+
+    def set_arch(self, arch: Architecture | Mapping[str, Any]) -> None:
+        """Select the single path of ``arch`` for the following forward passes."""
+        arch = arch if isinstance(arch, Architecture) else self.space.validate(arch)
+        activate(self, arch)
+        self.arch = arch
+        self.position = self.positions[str(arch["out"])]
+        self._zf = None
+
+    def _parts(self):
+        p = self.position
+        norm = self.position_norms[p.value]
+        return (_RunLayers(self.stem, self.layers, p.layer + 1), norm, self.necks[str(p.stride)],
+                self.towers["cls"], self.towers["reg"], p.stride)
+
+    def extract(self, arch: Architecture | Mapping[str, Any] | None = None) -> "LightTrackSubnet":
+        """A standalone subnet holding copies of exactly the weights of ``arch``'s path."""
+        if arch is not None:
+            self.set_arch(arch)
+        p = self.position
+        backbone = nn.Sequential(*copy.deepcopy(self.stem),
+                                 *[freeze(layer, self.arch) for layer in self.layers[: p.layer + 1]])
+        towers = {k: _drop_skips(freeze(self.towers[k], self.arch)) for k in ("cls", "reg")}
+        return LightTrackSubnet(str(self.arch), self.template_size, self.search_size, p.stride, backbone,
+                                copy.deepcopy(self.position_norms[p.value]), copy.deepcopy(self.necks[str(p.stride)]),
+                                towers["cls"], towers["reg"])
+
+
+class LightTrackSubnet(TrackingNet):
+    """One architecture of the space as a plain network (no choices, no unused weights)."""
+
+    def __init__(self, arch: str, template_size: int, search_size: int, stride: int, backbone: nn.Sequential,
+                 norm: PositionNorm, neck: CorrelationNeck, cls_tower: nn.Sequential, reg_tower: nn.Sequential):
+        super().__init__()
+        self.arch, self.template_size, self.search_size, self._stride = arch, template_size, search_size, stride
+        self.backbone, self.norm, self.neck = backbone, norm, neck
+        self.cls_tower, self.reg_tower = cls_tower, reg_tower
+
+    def _parts(self):
+        return self.backbone, self.norm, self.neck, self.cls_tower, self.reg_tower, self._stride
+
+
+class _RunLayers(nn.Module):
+    """Stem followed by the first ``depth`` searchable layers (no parameters of its own)."""
+
+    def __init__(self, stem: nn.Module, layers: nn.ModuleList, depth: int):
+        super().__init__()
+        self.parts = [stem, *layers[:depth]]  # plain list: not registered twice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self.parts:
+            x = m(x)
+        return x
+
+
+def _drop_skips(seq: nn.Sequential) -> nn.Sequential:
+    return nn.Sequential(*[m for m in seq if not isinstance(m, Skip)])

@@ -1,0 +1,133 @@
+"""The op registry and the built-in ops (MBConv, depthwise-separable conv, identity).
+
+A user op is a factory ``(in_channels, out_channels, stride, **params) -> nn.Module`` registered
+under a type name; search spaces refer to it from their ``ops`` section::
+
+    @register_op("my_conv")
+    def my_conv(in_channels, out_channels, stride, kernel=3):
+        return nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OpFactory = Callable[..., nn.Module]
+_OPS: dict[str, OpFactory] = {}
+
+
+def register_op(type_name: str) -> Callable[[OpFactory], OpFactory]:
+    """Decorator registering an op factory under ``type_name``."""
+
+    def deco(factory: OpFactory) -> OpFactory:
+        _OPS[type_name] = factory
+        return factory
+
+    return deco
+
+
+def build_op(spec: Mapping[str, Any], in_channels: int, out_channels: int, stride: int = 1) -> nn.Module:
+    """Instantiate an op spec ``{type: name, **params}`` from the registry."""
+    params = dict(spec)
+    type_name = params.pop("type", None)
+    if type_name not in _OPS:
+        raise KeyError(f"op type {type_name!r} is not registered; registered: {sorted(_OPS)}")
+    try:
+        return _OPS[type_name](in_channels, out_channels, stride, **params)
+    except TypeError as err:
+        raise TypeError(f"op {type_name!r} rejected parameters {params}: {err}") from None
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of ``divisor`` without going 10 % below ``value``."""
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation with ReLU and hard-sigmoid gate (MobileNetV3 / LightTrack style)."""
+
+    def __init__(self, channels: int, reduced: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
+            act: type[nn.Module] | None = nn.SiLU) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm (+ activation)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(out_channels)]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, kxk depthwise, SE, 1x1 project; Swish activations; residual
+    when shape is kept. As in the published builder, SE reduces to ``se x mid`` channels (rounded to 8)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3,
+                 expand: float = 4, se: float = 0.25):
+        super().__init__()
+        mid = make_divisible(in_channels * expand)
+        self.expand = conv_bn(in_channels, mid, 1) if expand != 1 else nn.Identity()
+        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.se = SqueezeExcite(mid, make_divisible(mid * se)) if se > 0 else nn.Identity()
+        self.project = conv_bn(mid, out_channels, 1, act=None)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.residual else y
+
+
+class DepthwiseSeparable(nn.Module):
+    """Depthwise kxk + SE + pointwise 1x1 (the backbone's fixed block after the stem)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3, se: float = 0.25):
+        super().__init__()
+        self.depthwise = conv_bn(in_channels, in_channels, kernel, stride, groups=in_channels)
+        self.se = SqueezeExcite(in_channels, make_divisible(in_channels * se)) if se > 0 else nn.Identity()
+        self.pointwise = conv_bn(in_channels, out_channels, 1, act=None)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pointwise(self.se(self.depthwise(x)))
+        return x + y if self.residual else y
+
+
+class SeparableConvBNReLU(nn.Module):
+    """Head tower layer as published: depthwise kxk, pointwise 1x1, BN, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3):
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel, stride, kernel // 2, groups=in_channels, bias=False)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.pointwise(self.depthwise(x))))
+
+
+class Skip(nn.Identity):
+    """The identity op ('skip'); marked so subnets can drop it."""
+
+    def __init__(self, in_channels: int = 0, out_channels: int = 0, stride: int = 1):
+        if stride != 1 or (in_channels and out_channels and in_channels != out_channels):
+            raise ValueError("identity op needs stride 1 and equal in/out channels")
+        super().__init__()
+
+
+register_op("mbconv")(MBConv)
+register_op("dsconv")(SeparableConvBNReLU)
+register_op("ds_block")(DepthwiseSeparable)
+register_op("identity")(Skip)
