@@ -1,0 +1,141 @@
+"""Supernet / subnet: equivalence, exact weights, separate towers, template caching, loading."""
+import numpy as np
+import pytest
+import torch
+
+from lighttrack_nas.models import LayerChoice, build_supernet, load_tracking_model, path_parameters
+from lighttrack_nas.models.ops import Skip
+
+
+@pytest.fixture(scope="module")
+def supernet(tiny_space):
+    torch.manual_seed(0)
+    net = build_supernet(tiny_space)
+    with torch.no_grad():  # non-trivial BatchNorm statistics so equivalence means something
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    return net.eval()
+
+
+def _inputs(net, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 3, net.template_size, net.template_size, generator=g),
+            torch.randn(batch, 3, net.search_size, net.search_size, generator=g))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_subnet_outputs_equal_supernet_path(supernet, tiny_space, seed):
+    arch = tiny_space.sample(seed)
+    z, x = _inputs(supernet, seed=seed)
+    supernet.set_arch(arch)
+    with torch.no_grad():
+        cls_a, reg_a = supernet(z, x)
+        sub = supernet.extract(arch).eval()
+        cls_b, reg_b = sub(z, x)
+    side = supernet.search_size // supernet.positions[arch["out"]].stride
+    assert cls_a.shape == (2, 1, side, side) and reg_a.shape == (2, 4, side, side)
+    assert (cls_a - cls_b).abs().max() <= 1e-5 and (reg_a - reg_b).abs().max() <= 1e-5
+    assert reg_b.min() >= 0  # relu(x) * scale
+
+
+def test_subnet_holds_exactly_the_path_weights(supernet, tiny_space):
+    for seed in range(4):
+        arch = tiny_space.sample(seed)
+        supernet.set_arch(arch)
+        sub = supernet.extract(arch)
+        assert not any(isinstance(m, (LayerChoice, Skip)) for m in sub.modules())
+        pos = supernet.positions[arch["out"]]
+        used = path_parameters(supernet)
+        # the path minus layers past the output position, other positions' norms and the other neck
+        unused = {id(p) for layer in supernet.layers[pos.layer + 1:] for p in layer.parameters()}
+        unused |= {id(p) for v, m in supernet.position_norms.items() if v != pos.value for p in m.parameters()}
+        unused |= {id(p) for s, m in supernet.necks.items() if s != str(pos.stride) for p in m.parameters()}
+        expected = sum(p.numel() for p in used if id(p) not in unused)
+        assert sum(p.numel() for p in sub.parameters()) == expected
+        with torch.no_grad():  # copies, not views of the supernet
+            next(sub.parameters()).add_(1.0)
+        assert not torch.equal(next(sub.parameters()), next(supernet.parameters()))
+
+
+def test_each_tower_trains_its_own_weights(tiny_space):
+    net = build_supernet(tiny_space).train()
+    arch = tiny_space.sample(5)
+    net.set_arch(arch)
+    z, x = _inputs(net)
+    cls, reg = net(z, x)
+    reg.sum().backward()
+    cls_tower, reg_tower = net.towers["cls"].chosen(), net.towers["reg"].chosen()
+    assert all(p.grad is None for p in cls_tower.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in reg_tower.parameters())
+    net.zero_grad(set_to_none=True)
+    cls, reg = net(z, x)
+    cls.sum().backward()
+    assert all(p.grad is None for p in reg_tower.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in cls_tower.parameters())
+    assert not {id(p) for p in cls_tower.parameters()} & {id(p) for p in reg_tower.parameters()}
+
+
+def test_template_is_cached_for_tracking(supernet, tiny_space):
+    arch = tiny_space.sample(2)
+    sub = supernet.extract(arch).eval()
+    z, x = _inputs(supernet, batch=1)
+    with pytest.raises(RuntimeError, match="template"):
+        sub.track(x)
+    with torch.no_grad():
+        sub.template(z)
+        tracked = sub.track(x)
+        direct = sub(z, x)
+    assert all(torch.equal(a, b) for a, b in zip(tracked, direct))
+    assert sub.score_size == sub.search_size // sub.stride
+
+
+def test_stride8_positions_give_finer_maps(supernet, tiny_space):
+    arch = tiny_space.sample(0).replace({"out": "s2b1"})
+    sub = supernet.extract(arch)
+    assert sub.stride == 8 and sub.score_size == tiny_space.settings["search_size"] // 8
+
+
+def test_published_mobile_size(space):
+    from lighttrack_nas.cost import count_tracking_model
+
+    net = build_supernet(space)
+    cost = count_tracking_model(net.extract(space.presets["lighttrack-mobile"]))
+    assert abs(cost.params - 1.97e6) / 1.97e6 < 0.01  # published: about 1.97 M
+    assert abs(cost.macs - 530e6) / 530e6 < 0.01  # published: about 530 M per frame
+
+
+def test_load_tracking_model_from_checkpoints(tmp_path, supernet, tiny_space):
+    arch = str(tiny_space.sample(9))
+    path = tmp_path / "supernet.pt"
+    torch.save({"kind": "supernet", "model": supernet.state_dict()}, path)
+    model = load_tracking_model(path, arch, tiny_space)
+    z, x = _inputs(supernet, batch=1)
+    supernet.set_arch(tiny_space.decode(arch))
+    with torch.no_grad():
+        assert torch.allclose(model(z, x)[0], supernet(z, x)[0], atol=1e-6)
+    sub_path = tmp_path / "subnet.pt"
+    torch.save({"kind": "subnet", "arch": arch, "model": model.state_dict()}, sub_path)
+    again = load_tracking_model(sub_path, None, tiny_space)
+    with torch.no_grad():
+        assert torch.equal(again(z, x)[0], model(z, x)[0])
+    with pytest.raises(ValueError, match="not the requested"):
+        load_tracking_model(sub_path, str(tiny_space.sample(10)), tiny_space)
+    with pytest.raises(ValueError, match="--arch"):
+        load_tracking_model(path, None, tiny_space)
+
+
+def test_checkpoints_never_execute_code(tmp_path, tiny_space):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "x": Payload()}, path)
+    with pytest.raises(ValueError, match="weights-only"):
+        load_tracking_model(path, "lighttrack-mobile", tiny_space)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_tracking_model(tmp_path / "nope.pt", "lighttrack-mobile", tiny_space)
