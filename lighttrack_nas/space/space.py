@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-
+from ..config import ConfigError, load_yaml
 from .formats import get_format
 
 Value = Any
@@ -150,7 +149,11 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
         """Load a space from YAML (``yaml.safe_load``); ``extends: other.yaml`` inherits and
         deep-merges ``settings``/``ops``/``presets``."""
-        return cls.from_dict(_load_yaml_with_extends(Path(path)), source=str(path))
+        try:
+            spec = load_yaml(path)
+        except ConfigError as err:
+            raise SpaceError(str(err)) from None
+        return cls.from_dict(spec, source=str(path))
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "<dict>") -> "SearchSpace":
@@ -168,6 +171,13 @@ class SearchSpace:
             choices.extend(_expand_choice(entry, f"{source}: choices[{i}]"))
         return cls(spec["name"], choices, spec.get("settings"), spec.get("ops"), spec.get("model"),
                    spec.get("presets"), spec.get("formats"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A ``from_dict``-compatible mapping (choices expanded), e.g. to store in a checkpoint."""
+        return {"name": self.name, "model": self.model, "formats": self.formats, "settings": self.settings,
+                "ops": self.ops, "presets": {k: str(v) for k, v in self.presets.items()},
+                "choices": [{"name": c.label, "values": list(c.values), "kind": c.kind, "group": c.group}
+                            for c in self.choices]}
 
     # ---------------------------------------------------------------- basics
     @property
@@ -380,30 +390,3 @@ def _expand_choice(entry: Any, where: str) -> list[Choice]:
     if not isinstance(repeat, int) or repeat < 1 or not isinstance(start, int) or start < 0:
         raise SpaceError(f"{where} ({name}): 'repeat' must be a positive integer and 'start' >= 0")
     return [Choice(f"{name}.{i}", tuple(values), kind, entry.get("group", name)) for i in range(start, start + repeat)]
-
-
-def _load_yaml_with_extends(path: Path, depth: int = 0) -> dict[str, Any]:
-    if depth > 8:
-        raise SpaceError(f"{path}: 'extends' chain is too deep (cycle?)")
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpaceError(f"{path}: cannot read search space ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: malformed YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SpaceError(f"{path}: a search space must be a YAML mapping")
-    parent_name = data.pop("extends", None)
-    if parent_name is None:
-        return data
-    parent = _load_yaml_with_extends(path.parent / parent_name, depth + 1)
-    return _deep_merge(parent, data)
-
-
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
-    return out
