@@ -37,7 +37,7 @@ def main() -> int:
     full_s = (time.perf_counter() - start) / args.full
     per_arch = table_s / args.archs
     print(f"machine: {describe_machine()}")
-    print(f"space {space.name}: table build {build_s:.2f} s ({len(table._memo)} distinct fvcore counts)")
+    print(f"space {space.name}: table build {build_s:.2f} s ({len(table.macs_table.memo)} distinct fvcore counts)")
     print(f"table: {args.archs} architectures in {table_s:.2f} s ({per_arch * 1e6:.1f} us each)")
     print(f"full fvcore count: {full_s * 1e3:.0f} ms per architecture (extract + trace), "
           f"{full_s / per_arch:.0f}x slower; mismatches in {args.full}: {mismatches}")

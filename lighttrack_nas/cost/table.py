@@ -1,11 +1,14 @@
-"""Fast costing for search: a per-op table of fvcore counts, summed per architecture.
+"""Per-op tables over the LightTrack supernet: a value per candidate module, summed along a path.
 
-Every candidate module of the LightTrack supernet is counted once with fvcore at the input shape
-it sees (memoised by module structure and shape, so identical layers are counted once); an
-architecture's cost is the sum of the entries on its path. The sum equals the full fvcore count of
-the extracted subnet (tests check this on random architectures).
+``PathTable(supernet, measure)`` evaluates ``measure(module, *inputs)`` once for every candidate
+module at the input shape it sees (memoised by module structure and shape, so identical layers
+are measured once) and sums the entries on an architecture's path. With fvcore counts this is the
+fast MACs model (:class:`CostTable`, equal to the full fvcore count of the extracted subnet); with
+measured times it is the latency lookup table (``lighttrack_nas.cost.latency``).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -15,100 +18,108 @@ from ..models.ops import Skip
 from ..space.space import Architecture
 from .count import Cost, fvcore_macs
 
+Measure = Callable[..., float]
+PARTS = ("backbone", "neck", "head")
 
-class CostTable:
-    """Per-op MACs/params of a LightTrack supernet; ``cost(arch)`` sums the path's entries."""
 
-    def __init__(self, supernet: LightTrackSupernet):
-        self.space = supernet.space
-        self._memo: dict[tuple, int] = {}
-        net = supernet
-        self.stem = {"params": _params(net.stem)}
-        self.layers: list[dict[str, dict[str, int]]] = []  # per layer: op -> macs_x, macs_z, params
-        shapes = {}
+class PathTable:
+    """Entries ``(part, key) -> value`` for branch ``x`` (search, per frame) and optionally ``z``."""
+
+    def __init__(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...] = ("x",)):
+        self.space, self.positions, self.branches = supernet.space, supernet.positions, branches
+        self.measure = measure
+        self.memo: dict[tuple, float] = {}
+        self.entries: dict[tuple, float] = {}
+        self.layer_labels = [layer.label for layer in supernet.layers]
+        self.tower_labels = {k: [m.label for m in next(iter(supernet.towers[k].candidates.values())) if hasattr(m, "label")]
+                             for k in ("cls", "reg")}
+        net, shapes = supernet, {}
         with torch.no_grad():
-            for branch, size in (("x", net.search_size), ("z", net.template_size)):
+            for branch in branches:
+                size = net.search_size if branch == "x" else net.template_size
                 t = torch.zeros(1, 3, size, size)
-                self.stem[f"macs_{branch}"] = self._count(net.stem, t)
+                self.entries[("stem", branch)] = self._value(net.stem, t)
                 t = net.stem(t)
                 for i, layer in enumerate(net.layers):
-                    if branch == "x":
-                        self.layers.append({v: {"params": _params(m)} for v, m in layer.candidates.items()})
-                    for v, m in layer.candidates.items():
-                        self.layers[i][v][f"macs_{branch}"] = self._count(m, t)
+                    for op, module in layer.candidates.items():
+                        self.entries[("layer", i, op, branch)] = self._value(module, t)
                     t = next(iter(layer.candidates.values()))(t)
-                    shapes[(branch, i)] = tuple(t.shape)
-        self.necks: dict[str, dict[str, int]] = {}
+                    shapes[(branch, i)] = t.shape
         for value, pos in net.positions.items():
             norm, neck = net.position_norms[value], net.necks[str(pos.stride)]
-            xs, zs = shapes[("x", pos.layer)], shapes[("z", pos.layer)]
-            self.necks[value] = {
-                "macs_x": self._count(norm.search, torch.zeros(xs)) + self._count(neck, torch.zeros(zs), torch.zeros(xs)),
-                "macs_z": self._count(norm.template, torch.zeros(zs)),
-                "params": _params(norm) + _params(neck),
-            }
+            zs, xs = shapes.get(("z", pos.layer)), shapes[("x", pos.layer)]
+            if zs is None:  # per-frame only: template features have the template's spatial size
+                side = net.template_size // pos.stride
+                zs = torch.Size((1, pos.channels, side, side))
+            self.entries[("neck", value, "x")] = self._value(norm.search, torch.zeros(xs)) + \
+                self._value(neck, torch.zeros(zs), torch.zeros(xs))
+            if "z" in branches:
+                self.entries[("neck", value, "z")] = self._value(norm.template, torch.zeros(zs))
         neck_channels = next(iter(net.necks.values())).adjust.out_channels
-        self.towers: dict[tuple[str, str], list[dict[str, dict[str, int]]]] = {}
-        strides = sorted({p.stride for p in net.positions.values()})
         for kind in ("cls", "reg"):
             for width, tower in net.towers[kind].candidates.items():
-                entries = []
                 for j, module in enumerate(tower):
                     ops = module.candidates if hasattr(module, "candidates") else {"predictor": module}
-                    entry = {}
-                    for v, m in ops.items():
-                        in_ch = neck_channels if j == 0 else _width_of(tower)
-                        entry[v] = {"params": _params(m)}
-                        for st in strides:
-                            side = net.search_size // st
-                            entry[v][f"macs_{st}"] = 0 if isinstance(m, Skip) else self._count(m, torch.zeros(1, in_ch, side, side))
-                    entries.append(entry)
-                self.towers[(kind, width)] = entries
-        self.positions = net.positions
-        self.layer_labels = [layer.label for layer in net.layers]
-        self.tower_labels = {kind: [m.label for m in next(iter(net.towers[kind].candidates.values()))
-                                    if hasattr(m, "label")] for kind in ("cls", "reg")}
+                    in_ch = neck_channels if j == 0 else tower[-1].conv.in_channels
+                    for op, m in ops.items():
+                        for stride in {p.stride for p in net.positions.values()}:
+                            side = net.search_size // stride
+                            self.entries[("tower", kind, width, j, op, stride)] = \
+                                0.0 if isinstance(m, Skip) else self._value(m, torch.zeros(1, in_ch, side, side))
 
-    def _count(self, module: nn.Module, *inputs: torch.Tensor) -> int:
+    def _value(self, module: nn.Module, *inputs: torch.Tensor) -> float:
         key = (repr(module), tuple(tuple(t.shape) for t in inputs))
-        if key not in self._memo:
-            self._memo[key] = fvcore_macs(module, *inputs)
-        return self._memo[key]
+        if key not in self.memo:
+            self.memo[key] = self.measure(module, *inputs)
+        return self.memo[key]
+
+    def path(self, arch: Architecture, branch: str = "x") -> list[tuple[str, tuple]]:
+        """The ``(part, entry key)`` pairs an architecture's path runs through."""
+        pos = self.positions[str(arch["out"])]
+        keys = [("backbone", ("stem", branch))]
+        keys += [("backbone", ("layer", i, str(arch[self.layer_labels[i]]), branch)) for i in range(pos.layer + 1)]
+        keys.append(("neck", ("neck", pos.value, branch)))
+        if branch == "x":
+            for kind in ("cls", "reg"):
+                width = str(arch[f"{kind}_w"])
+                ops = [str(arch[label]) for label in self.tower_labels[kind]] + ["predictor"]
+                keys += [("head", ("tower", kind, width, j, op, pos.stride)) for j, op in enumerate(ops)]
+        return keys
+
+    def parts(self, arch: Architecture, branch: str = "x") -> dict[str, float]:
+        """Per-part sums (backbone, neck, head) along the path."""
+        out = dict.fromkeys(PARTS, 0.0)
+        for part, key in self.path(arch, branch):
+            out[part] += self.entries[key]
+        return out
+
+    def total(self, arch: Architecture, branch: str = "x") -> float:
+        return sum(self.entries[key] for _, key in self.path(arch, branch))
+
+
+class CostTable:
+    """Fast MACs / params: fvcore counts per candidate, summed along the path."""
+
+    def __init__(self, supernet: LightTrackSupernet):
+        self.macs_table = PathTable(supernet, fvcore_macs, branches=("x", "z"))
+        self.params_table = PathTable(supernet, lambda m, *_: _params(m))
+        # the template-side BatchNorm runs in the template branch but its parameters are the subnet's
+        self.template_norm_params = {v: _params(n.template) for v, n in supernet.position_norms.items()}
 
     def cost(self, arch: Architecture) -> Cost:
         """MACs per frame, parameters, template MACs and the backbone/neck/head breakdown."""
-        pos = self.positions[str(arch["out"])]
-        backbone = {"macs": self.stem["macs_x"], "params": self.stem["params"]}
-        template_macs = self.stem["macs_z"]
-        for i in range(pos.layer + 1):
-            entry = self.layers[i][str(arch[self.layer_labels[i]])]
-            backbone["macs"] += entry["macs_x"]
-            backbone["params"] += entry["params"]
-            template_macs += entry["macs_z"]
-        neck_entry = self.necks[pos.value]
-        neck = {"macs": neck_entry["macs_x"], "params": neck_entry["params"]}
-        template_macs += neck_entry["macs_z"]
-        head = {"macs": 0, "params": 0}
-        for kind in ("cls", "reg"):
-            entries = self.towers[(kind, str(arch[f"{kind}_w"]))]
-            ops = [str(arch[label]) for label in self.tower_labels[kind]] + ["predictor"]
-            for entry, op in zip(entries, ops):
-                head["macs"] += entry[op][f"macs_{pos.stride}"]
-                head["params"] += entry[op]["params"]
-        parts = {"backbone": backbone, "neck": neck, "head": head}
-        return Cost(macs=sum(p["macs"] for p in parts.values()), params=sum(p["params"] for p in parts.values()),
-                    template_macs=template_macs, parts=parts)
+        macs, params = self.macs_table.parts(arch), self.params_table.parts(arch)
+        params["neck"] += self.template_norm_params[str(arch["out"])]
+        parts = {p: {"macs": int(macs[p]), "params": int(params[p])} for p in PARTS}
+        return Cost(macs=int(sum(macs.values())), params=int(sum(params.values())),
+                    template_macs=int(self.macs_table.total(arch, "z")), parts=parts)
 
     def macs(self, arch: Architecture) -> int:
-        return self.cost(arch).macs
+        return int(self.macs_table.total(arch))
 
     def params(self, arch: Architecture) -> int:
-        return self.cost(arch).params
+        return int(self.params_table.total(arch)) + self.template_norm_params[str(arch["out"])]
 
 
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def _width_of(tower: nn.Sequential) -> int:
-    return tower[-1].conv.in_channels
