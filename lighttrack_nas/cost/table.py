@@ -25,14 +25,22 @@ PARTS = ("backbone", "neck", "head")
 class PathTable:
     """Entries ``(part, key) -> value`` for branch ``x`` (search, per frame) and optionally ``z``."""
 
-    def __init__(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...] = ("x",)):
-        self.space, self.positions, self.branches = supernet.space, supernet.positions, branches
-        self.measure = measure
-        self.memo: dict[tuple, float] = {}
-        self.entries: dict[tuple, float] = {}
+    def __init__(self, supernet: LightTrackSupernet, entries: dict[tuple, float]):
+        self.space, self.positions, self.entries = supernet.space, supernet.positions, entries
         self.layer_labels = [layer.label for layer in supernet.layers]
         self.tower_labels = {k: [m.label for m in next(iter(supernet.towers[k].candidates.values())) if hasattr(m, "label")]
                              for k in ("cls", "reg")}
+        self.memo: dict[tuple, float] = {}
+
+    @classmethod
+    def measure(cls, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...] = ("x",)) -> "PathTable":
+        """Evaluate ``measure(module, *inputs)`` for every candidate at the shape it sees."""
+        table = cls(supernet, {})
+        table.fill(supernet, measure, branches)
+        return table
+
+    def fill(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...]) -> None:
+        self.measure_fn = measure
         net, shapes = supernet, {}
         with torch.no_grad():
             for branch in branches:
@@ -47,10 +55,8 @@ class PathTable:
                     shapes[(branch, i)] = t.shape
         for value, pos in net.positions.items():
             norm, neck = net.position_norms[value], net.necks[str(pos.stride)]
-            zs, xs = shapes.get(("z", pos.layer)), shapes[("x", pos.layer)]
-            if zs is None:  # per-frame only: template features have the template's spatial size
-                side = net.template_size // pos.stride
-                zs = torch.Size((1, pos.channels, side, side))
+            xs, side = shapes[("x", pos.layer)], net.template_size // pos.stride
+            zs = torch.Size((1, pos.channels, side, side))
             self.entries[("neck", value, "x")] = self._value(norm.search, torch.zeros(xs)) + \
                 self._value(neck, torch.zeros(zs), torch.zeros(xs))
             if "z" in branches:
@@ -70,7 +76,7 @@ class PathTable:
     def _value(self, module: nn.Module, *inputs: torch.Tensor) -> float:
         key = (repr(module), tuple(tuple(t.shape) for t in inputs))
         if key not in self.memo:
-            self.memo[key] = self.measure(module, *inputs)
+            self.memo[key] = self.measure_fn(module, *inputs)
         return self.memo[key]
 
     def path(self, arch: Architecture, branch: str = "x") -> list[tuple[str, tuple]]:
@@ -101,8 +107,8 @@ class CostTable:
     """Fast MACs / params: fvcore counts per candidate, summed along the path."""
 
     def __init__(self, supernet: LightTrackSupernet):
-        self.macs_table = PathTable(supernet, fvcore_macs, branches=("x", "z"))
-        self.params_table = PathTable(supernet, lambda m, *_: _params(m))
+        self.macs_table = PathTable.measure(supernet, fvcore_macs, branches=("x", "z"))
+        self.params_table = PathTable.measure(supernet, lambda m, *_: _params(m))
         # the template-side BatchNorm runs in the template branch but its parameters are the subnet's
         self.template_norm_params = {v: _params(n.template) for v, n in supernet.position_norms.items()}
 

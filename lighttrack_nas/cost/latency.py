@@ -1,0 +1,151 @@
+"""Latency: a measurement harness and a per-op lookup table (LUT) for the per-frame network.
+
+Practice (REFERENCE.md section 7): fixed thread count, warm-up, many repetitions, the median
+(torch.utils.benchmark.Timer) and its spread; the CPU model, threads and library versions are
+stored with every result. The LUT measures each candidate module once at its input shape and adds
+a fixed-overhead term fitted on a few whole subnets; predicted latency = sum along the path +
+overhead.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from ..machine import machine_info
+from ..models.lighttrack import LightTrackSupernet
+from ..space.space import Architecture
+from .table import PathTable
+
+
+@dataclass
+class Latency:
+    """Median and spread (seconds) of repeated timings."""
+
+    median: float
+    iqr: float
+    runs: int
+    threads: int
+
+    @property
+    def ms(self) -> float:
+        return self.median * 1e3
+
+
+def time_call(fn: Callable[[], Any], threads: int = 1, min_run_time: float = 0.2, warmup: int = 3) -> Latency:
+    """Time ``fn()``: ``warmup`` untimed calls, then blocks until ``min_run_time`` seconds; median."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                fn()
+            m = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads).blocked_autorange(
+                min_run_time=min_run_time)
+    finally:
+        torch.set_num_threads(previous)
+    return Latency(median=float(m.median), iqr=float(m.iqr), runs=len(m.times) * m.number_per_run, threads=threads)
+
+
+def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.5) -> Latency:
+    """Per-frame network time of a tracking model: ``track(x)`` with the template cached."""
+    model.eval()
+    z = torch.randn(1, 3, model.template_size, model.template_size)
+    x = torch.randn(1, 3, model.search_size, model.search_size)
+    with torch.inference_mode():
+        model.template(z)
+    return time_call(lambda: model.track(x), threads, min_run_time)
+
+
+class LatencyTable:
+    """Per-op latency LUT of a supernet's per-frame path plus a fitted fixed overhead."""
+
+    def __init__(self, entries: dict[tuple, float], overhead: float, meta: dict[str, Any]):
+        self.entries, self.overhead, self.meta = entries, overhead, meta
+        self._paths: PathTable | None = None
+
+    @classmethod
+    def build(cls, supernet: LightTrackSupernet, threads: int = 1, min_run_time: float = 0.05,
+              fit_subnets: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None) -> "LatencyTable":
+        """Measure every candidate once, then fit the overhead on ``fit_subnets`` random subnets."""
+        supernet.eval()
+
+        def measure(module: nn.Module, *inputs: torch.Tensor) -> float:
+            if progress:
+                progress(type(module).__name__)
+            return time_call(lambda: module(*inputs), threads, min_run_time).median
+
+        paths = PathTable.measure(supernet, measure)
+        rng = np.random.default_rng(seed)
+        residuals = []
+        for _ in range(fit_subnets):
+            arch = supernet.space.sample(rng)
+            measured = network_latency(supernet.extract(arch), threads).median
+            residuals.append(measured - paths.total(arch))
+        meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
+                "backend": "torch", "machine": machine_info(), "fit_subnets": fit_subnets}
+        table = cls(paths.entries, float(np.median(residuals)) if residuals else 0.0, meta)
+        table._paths = paths
+        return table
+
+    def bind(self, supernet: LightTrackSupernet) -> "LatencyTable":
+        """Attach the path structure of ``supernet`` (needed after ``load``) without re-measuring."""
+        if supernet.space.name != self.meta["space"] or supernet.space.settings != self.meta["settings"]:
+            raise ValueError(f"latency table was built for space {self.meta['space']!r} with other settings")
+        paths = PathTable(supernet, self.entries)
+        self._paths = paths
+        return self
+
+    def predict(self, arch: Architecture) -> float:
+        """Predicted per-frame network latency in seconds."""
+        if self._paths is None:
+            raise RuntimeError("call bind(supernet) on a loaded latency table first")
+        return self._paths.total(arch) + self.overhead
+
+    def save(self, path: str | Path) -> None:
+        """Write the LUT as JSON (atomically)."""
+        data = {"meta": self.meta, "overhead": self.overhead,
+                "entries": [[list(k), v] for k, v in self.entries.items()]}
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        try:
+            data = json.loads(Path(path).read_text())
+            entries = {tuple(k): float(v) for k, v in data["entries"]}
+            return cls(entries, float(data["overhead"]), data["meta"])
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: latency table not found (build it with tools/build_latency_lut.py)") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a latency table ({err})") from None
+
+
+def validate_table(table: LatencyTable, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
+                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Measure ``count`` random subnets; fraction predicted within +-10 %, RMSE, and the pairs."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(count):
+        arch = supernet.space.sample(rng)
+        pairs.append((table.predict(arch), network_latency(supernet.extract(arch), threads).median, str(arch)))
+        if progress:
+            progress(i)
+    pred, meas = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rel = np.abs(pred - meas) / meas
+    return {"count": count, "within_10pct": float(np.mean(rel <= 0.10)), "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2)) * 1e3),
+            "mean_abs_rel_error": float(rel.mean()), "pairs": [{"predicted_ms": p * 1e3, "measured_ms": m * 1e3, "arch": a}
+                                                               for p, m, a in pairs]}
+
+
+def latency_result(lat: Latency) -> dict[str, Any]:
+    return {**asdict(lat), "ms": lat.ms, "machine": machine_info()}
