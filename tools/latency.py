@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Measure and predict per-frame network latency.
+
+  --arch ARCH            measure one architecture (median of many runs after warm-up)
+  --lut LUT --arch ARCH  also print the LUT's prediction
+  --lut LUT --validate N measure N random subnets: fraction predicted within +-10 %, RMSE, and a
+                         predicted-vs-measured PNG (--plot)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from tqdm import tqdm
+
+from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cost.latency import LatencyTable, latency_result, network_latency, validate_table
+from lighttrack_nas.machine import describe_machine
+from lighttrack_nas.models import build_supernet, load_space
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
+    p.add_argument("--lut", help="latency table from tools/build_latency_lut.py")
+    p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
+    p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the LUT's, else 1)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the validation subnets (default: %(default)s)")
+    p.add_argument("--plot", help="PNG of predicted vs measured latency (with --validate)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args()
+    if not args.arch and not args.validate:
+        p.error("give --arch and/or --lut LUT --validate N")
+    if args.validate and not args.lut:
+        p.error("--validate needs --lut")
+    return args
+
+
+def plot_validation(result: dict, png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = [p["predicted_ms"] for p in result["pairs"]]
+    meas = [p["measured_ms"] for p in result["pairs"]]
+    lo, hi = min(pred + meas) * 0.9, max(pred + meas) * 1.1
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="+-10 %")
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.scatter(meas, pred, s=14)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted by LUT (ms)",
+           title=f"{result['within_10pct']:.0%} within +-10 %, RMSE {result['rmse_ms']:.2f} ms")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    args = parse_args()
+    torch.manual_seed(0)
+    space = load_space(args.space)
+    supernet = build_supernet(space)
+    table = LatencyTable.load(args.lut).bind(supernet) if args.lut else None
+    threads = args.threads or (table.meta["threads"] if table else 1)
+    out: dict = {"machine": describe_machine(), "threads": threads}
+    if args.arch:
+        arch = space.decode(args.arch)
+        out["measured"] = latency_result(network_latency(supernet.extract(arch), threads))
+        if table:
+            out["predicted_ms"] = table.predict(arch) * 1e3
+    if args.validate:
+        with tqdm(total=args.validate, desc="measuring subnets") as bar:
+            result = validate_table(table, supernet, args.validate, threads, args.seed, progress=lambda i: bar.update(1))
+        out["validation"] = result
+        if args.plot:
+            plot_validation(result, args.plot)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"machine: {out['machine']}, {threads} thread(s)")
+    if "measured" in out:
+        m = out["measured"]
+        print(f"measured: {m['ms']:.2f} ms (IQR {m['iqr'] * 1e3:.2f} ms, {m['runs']} runs)")
+        if "predicted_ms" in out:
+            print(f"predicted by LUT: {out['predicted_ms']:.2f} ms")
+    if "validation" in out:
+        v = out["validation"]
+        print(f"LUT on {v['count']} random subnets: {v['within_10pct']:.0%} within +-10 %, RMSE {v['rmse_ms']:.3f} ms, "
+              f"mean |error| {v['mean_abs_rel_error']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
