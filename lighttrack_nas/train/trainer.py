@@ -1,0 +1,305 @@
+"""Single-path one-shot supernet training: resumable, data-parallel, logged.
+
+One architecture is sampled per iteration (the same on every rank: the sampler is seeded
+identically), the batch runs through that path only, and SGD updates only parameters that received
+gradients, so ops off the path get no momentum and no weight decay. Checkpoints hold the model,
+optimiser, sampler and RNG states and the iteration; they are written atomically, and a run killed
+at any moment resumes from the last one to the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import ConfigError, check_keys, deep_merge, load_yaml
+from ..data.pairs import PairDataset
+from ..models.build import build_supernet, read_checkpoint
+from ..space.space import SearchSpace
+from .loss import tracking_loss
+from .sampling import PathSampler, learning_rate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRAIN = {
+    "epochs": 30, "iters_per_epoch": 100, "batch_size": 32, "momentum": 0.9, "weight_decay": 1e-4,
+    "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
+    "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
+    "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
+}
+TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
+            "description"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message names the iteration."""
+
+
+def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An experiment config with defaults filled in and unknown keys rejected."""
+    cfg = deep_merge(load_yaml(path), overrides or {})
+    check_keys(cfg, TOP_KEYS, str(path))
+    cfg["train"] = deep_merge(DEFAULT_TRAIN, cfg.get("train", {}))
+    check_keys(cfg["train"], set(DEFAULT_TRAIN), f"{path}: train")
+    cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
+    check_keys(cfg["sampling"], {"strategy", "accumulate"}, f"{path}: sampling")
+    if "space" not in cfg or "data" not in cfg:
+        raise ConfigError(f"{path}: 'space' and 'data' are required")
+    cfg["space"] = str(Path(path).parent / cfg["space"])  # relative to the config file
+    return cfg
+
+
+def experiment_space(cfg: dict[str, Any]) -> SearchSpace:
+    """The config's search space with ``space_settings`` merged into its settings."""
+    space = SearchSpace.from_yaml(cfg["space"])
+    if cfg.get("space_settings"):
+        spec = space.to_dict()
+        spec["settings"] = deep_merge(spec["settings"], cfg["space_settings"])
+        space = SearchSpace.from_dict(spec, source=cfg["space"])
+    return space
+
+
+class _Batches:
+    """Index lists for iterations ``start..total``: rank ``r`` of ``W`` takes a disjoint slice."""
+
+    def __init__(self, start: int, total: int, batch: int, rank: int, world: int):
+        self.start, self.total, self.batch, self.rank, self.world = start, total, batch, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for it in range(self.start, self.total):
+            base = (it * self.world + self.rank) * self.batch
+            yield list(range(base, base + self.batch))
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+
+class SupernetTrainer:
+    """Trains the supernet of an experiment config into ``out_dir``."""
+
+    def __init__(self, cfg: dict[str, Any], out_dir: str | Path, max_iters: int | None = None, progress: bool = True):
+        from ..data.sources import load_split
+
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.train_cfg = cfg["train"]
+        self.seed = int(cfg.get("seed", 0))
+        self.rank, self.world = _init_distributed()
+        self.device = _device(cfg.get("device", "auto"), self.rank)
+        self.space = experiment_space(cfg)
+        torch.manual_seed(self.seed)
+        self.model = build_supernet(self.space).to(self.device)
+        if self.train_cfg["pretrained_backbone"]:
+            self._load_backbone(self.train_cfg["pretrained_backbone"])
+        tc = self.train_cfg
+        self.total = tc["epochs"] * tc["iters_per_epoch"]
+        self.stop_at = min(self.total, max_iters) if max_iters else self.total
+        self.accumulate = int(cfg["sampling"].get("accumulate", 1))
+        backbone = [p for n, p in self.model.named_parameters() if n.startswith(("stem.", "layers."))]
+        backbone_ids = {id(p) for p in backbone}
+        head = [p for p in self.model.parameters() if id(p) not in backbone_ids]
+        self.backbone_params = backbone
+        self.optimizer = torch.optim.SGD([{"params": backbone, "lr_mult": tc["backbone_lr_mult"]},
+                                          {"params": head, "lr_mult": 1.0}],
+                                         lr=tc["lr"]["start"], momentum=tc["momentum"], weight_decay=tc["weight_decay"])
+        self.sampler = PathSampler(self.space, cfg["sampling"].get("strategy", "uniform"), self.seed)
+        sequences = load_split(cfg["data"], "train")
+        m = self.model
+        self.dataset = PairDataset(sequences, m.template_size, m.search_size,
+                                   samples_per_epoch=self.total * tc["batch_size"] * self.world,
+                                   max_gap=cfg["data"].get("max_gap", 100), seed=self.seed,
+                                   augmentation=cfg["data"].get("augmentation", {}))
+        self.iteration, self.skipped = 0, 0
+        self.progress = progress and self.rank == 0
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "supernet", "space": self.space.to_dict(), "config": _plain(self.cfg),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "sampler": self.sampler.state_dict(), "iteration": self.iteration, "skipped": self.skipped,
+                "torch_rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        """Write the checkpoint atomically (temporary file, fsync, rename); rank 0 only."""
+        if self.rank != 0:
+            return
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(self.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint if there is one; returns whether it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = read_checkpoint(self.checkpoint_path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.iteration, self.skipped = int(state["iteration"]), int(state["skipped"])
+        torch.set_rng_state(state["torch_rng"])
+        return True
+
+    def _load_backbone(self, path: str) -> None:
+        state = read_checkpoint(path)["model"]
+        own = self.model.state_dict()
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k.startswith(("stem.", "layers."))}
+        if not matched:
+            raise ConfigError(f"{path}: no backbone weights match this supernet (keys 'stem.*', 'layers.*')")
+        self.model.load_state_dict(matched, strict=False)
+        log.info("initialised %d backbone tensors from %s", len(matched), path)
+
+    # ------------------------------------------------------------------ training
+    def _set_lr(self, iteration: int) -> float:
+        tc, ipe = self.train_cfg, self.train_cfg["iters_per_epoch"]
+        lr = learning_rate(iteration, self.total, tc["lr"]["warmup_epochs"] * ipe, tc["lr"]["start"],
+                           tc["lr"]["peak"], tc["lr"]["final"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        return lr
+
+    def _step(self, iteration: int) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.world > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in params])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for p in params:
+                p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
+                offset += p.numel()
+        if iteration < self.train_cfg["freeze_backbone_epochs"] * self.train_cfg["iters_per_epoch"]:
+            for p in self.backbone_params:
+                p.grad = None
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.train_cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(params, self.train_cfg["grad_clip"])
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def train(self) -> Path:
+        """Run from the current iteration to the end (or ``max_iters``); returns the checkpoint."""
+        tc = self.train_cfg
+        loader = DataLoader(self.dataset, batch_sampler=_Batches(self.iteration, self.stop_at, tc["batch_size"],
+                                                                 self.rank, self.world),
+                            num_workers=int(self.cfg["data"].get("workers", 0)), persistent_workers=False)
+        writer = _tensorboard(self.out) if self.rank == 0 else None
+        bar = tqdm(total=self.stop_at, initial=self.iteration, disable=not self.progress, desc="supernet",
+                   dynamic_ncols=True)
+        self.model.train()
+        window: list[dict[str, float]] = []
+        tick = time.perf_counter()
+        with open(self.out / "log.jsonl", "a") as log_file:
+            for batch in loader:
+                it = self.iteration
+                arch = next(self.sampler)
+                self.model.set_arch(arch)
+                lr = self._set_lr(it)
+                template, search = batch["template"].to(self.device), batch["search"].to(self.device)
+                cls, reg = self.model(template, search)
+                losses = tracking_loss(cls, reg, batch["search_box"].to(self.device), self.model.search_size,
+                                       self.model.stride, tc["label_radius_px"], tc["reg_loss_weight"])
+                if not torch.isfinite(losses["loss"]):
+                    raise TrainingError(f"loss became {losses['loss'].item()} at iteration {it} "
+                                        f"(architecture {arch}); last checkpoint: {self.checkpoint_path}")
+                (losses["loss"] / self.accumulate).backward()
+                self.skipped += int(batch.get("skipped", torch.zeros(1)).sum())
+                self.iteration = it + 1
+                if self.iteration % self.accumulate == 0:
+                    self._step(it)
+                window.append({k: v.item() for k, v in losses.items()})
+                bar.update(1)
+                if self.iteration % tc["log_every"] == 0 or self.iteration == self.stop_at:
+                    elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+                    record = {"iteration": self.iteration, "lr": lr, "skipped": self.skipped,
+                              **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                              "samples_per_s": len(window) * tc["batch_size"] * self.world / elapsed}
+                    window = []
+                    if self.rank == 0:
+                        log_file.write(json.dumps(record) + "\n")
+                        log_file.flush()
+                        for k, v in record.items():
+                            if k != "iteration":
+                                writer.add_scalar(f"train/{k}", v, self.iteration)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", cls=f"{record['cls']:.3f}",
+                                    reg=f"{record['reg']:.3f}", lr=f"{lr:.4f}")
+                if self.iteration % self.accumulate == 0 and (
+                        self.iteration % tc["checkpoint_every"] == 0 or self.iteration == self.stop_at):
+                    self.save()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if self.rank == 0 and self.iteration == self.total:
+            plot_loss_curve(self.out / "log.jsonl", self.out / "loss.png")
+        return self.checkpoint_path
+
+
+def plot_loss_curve(log_path: Path, png: Path) -> None:
+    """Loss parts against iteration from a training log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    if not records:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    its = [r["iteration"] for r in records]
+    for key in ("loss", "cls", "reg"):
+        ax.plot(its, [r[key] for r in records], label=key)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(f"supernet training ({Path(log_path).parent.name})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def _device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", rank % max(1, torch.cuda.device_count()))
+    return torch.device(name)
+
+
+def _tensorboard(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain containers (checkpoints load with weights_only=True)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+

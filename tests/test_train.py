@@ -1,0 +1,172 @@
+"""Supernet training: loss, schedule, samplers, single-path updates, resume after SIGKILL, 2 processes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lighttrack_nas.models import path_parameters
+from lighttrack_nas.train import (PathSampler, SupernetTrainer, TrainingError, balanced_bce, iou_loss,
+                                  learning_rate, load_experiment)
+
+from conftest import ROOT
+
+MICRO_SETTINGS = {"template_size": 32, "search_size": 64, "stem_channels": 8, "ds_channels": 8,
+                  "backbone_width_mult": 0.25, "neck_channels": 16, "head_width_mult": 0.125}
+
+
+@pytest.fixture(scope="module")
+def micro_config(tmp_path_factory):
+    """A micro experiment: 32/64 crops, a handful of channels, 12 iterations of batch 4."""
+    root = tmp_path_factory.mktemp("micro")
+    cfg = {"space": str(ROOT / "search_spaces" / "lighttrack_tiny.yaml"), "space_settings": MICRO_SETTINGS,
+           "seed": 3, "device": "cpu",
+           "data": {"root": str(root / "data"), "max_gap": 5, "workers": 0,
+                    "splits": {"train": {"sequences": 3, "frames": 8, "size": [96, 64], "seed": 1}}},
+           "train": {"epochs": 2, "iters_per_epoch": 6, "batch_size": 4, "lr": {"warmup_epochs": 1},
+                     "freeze_backbone_epochs": 1, "checkpoint_every": 3, "log_every": 2}}
+    path = root / "micro.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_cmd(config, out, *extra):
+    return [sys.executable, str(ROOT / "tools" / "train_supernet.py"), "--config", str(config), "--out", str(out),
+            "--no-progress", *extra]
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_balanced_bce_and_iou_loss_by_hand():
+    labels = torch.tensor([[[1.0, 0.0, 0.0, -1.0]]])
+    logits = torch.tensor([[[0.0, 0.0, 2.0, 5.0]]])
+    bce = lambda x, y: -(y * np.log(1 / (1 + np.exp(-x))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-x))))  # noqa: E731
+    expected = 0.5 * bce(0.0, 1) + 0.5 * (bce(0.0, 0) + bce(2.0, 0)) / 2  # ignore label -1
+    assert balanced_bce(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    target = torch.tensor([2.0, 3.0, 4.0, 5.0]).view(1, 4, 1, 1)
+    weight = torch.ones(1, 1, 1)
+    assert iou_loss(target.clone(), target, weight).item() == pytest.approx(0.0, abs=1e-7)
+    half = target.clone()
+    half[0, 2] = 0.0  # width 6 -> 2: I = 2*8 = 16, U = 48
+    assert iou_loss(half, target, weight).item() == pytest.approx(-np.log(17 / 49), rel=1e-6)
+    assert iou_loss(half, target, torch.zeros(1, 1, 1)).item() == 0.0
+
+
+def test_learning_rate_schedule():
+    kw = dict(total=100, warmup=10, start=0.01, peak=0.03, final=1e-4)
+    assert learning_rate(0, **kw) == pytest.approx(0.01)
+    assert learning_rate(5, **kw) == pytest.approx(0.02)
+    assert learning_rate(10, **kw) == pytest.approx(0.03)
+    assert learning_rate(99, **kw) == pytest.approx(1e-4)
+    mid = learning_rate(10 + 89 // 2, **kw)
+    assert mid < 0.03 and np.log(0.03) - np.log(mid) == pytest.approx((np.log(0.03) - np.log(1e-4)) * (44 / 89))
+
+
+def test_fair_sampler_uses_every_op_equally(tiny_space):
+    sampler = PathSampler(tiny_space, "fair", seed=0)
+    assert sampler.block == 12
+    block = [next(sampler) for _ in range(12)]
+    for choice in tiny_space.choices:
+        counts = {v: sum(a[choice.label] == v for a in block) for v in choice.values}
+        assert set(counts.values()) == {12 // len(choice.values)}, choice.label
+    state = sampler.state_dict()
+    ahead = [next(sampler) for _ in range(5)]
+    sampler.load_state_dict(state)
+    assert [next(sampler) for _ in range(5)] == ahead
+    with pytest.raises(ValueError, match="uniform, fair"):
+        PathSampler(tiny_space, "greedy")
+
+
+def test_off_path_parameters_get_no_update(micro_config, tmp_path):
+    cfg = load_experiment(micro_config, {"train": {"freeze_backbone_epochs": 0, "epochs": 1, "iters_per_epoch": 1}})
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    state = trainer.sampler.state_dict()
+    arch = next(trainer.sampler)  # the path the single training iteration will take
+    trainer.sampler.load_state_dict(state)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.model.set_arch(arch)
+    on_path = {id(p) for p in path_parameters(trainer.model)}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    names_on_path = {n for n, p in trainer.model.named_parameters() if id(p) in on_path}
+    assert changed and changed <= names_on_path
+    untouched = [n for n, p in trainer.model.named_parameters() if id(p) not in on_path]
+    assert untouched and not (set(untouched) & changed)
+    ids_with_state = {id(p) for p in trainer.optimizer.state}
+    assert not ids_with_state - on_path  # no momentum buffers off the path
+
+
+def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch):
+    import lighttrack_nas.train.trainer as trainer_module
+
+    trainer = SupernetTrainer(load_experiment(micro_config), tmp_path, progress=False)
+    monkeypatch.setattr(trainer_module, "tracking_loss",
+                        lambda *a, **k: {"loss": torch.tensor(float("nan")), "cls": torch.tensor(0.0),
+                                         "reg": torch.tensor(0.0)})
+    with pytest.raises(TrainingError, match="loss became nan at iteration 0"):
+        trainer.train()
+
+
+def test_killed_run_resumes_to_identical_weights(micro_config, tmp_path):
+    reference = SupernetTrainer(load_experiment(micro_config), tmp_path / "ref", progress=False)
+    reference.train()
+    ref = _state(reference.checkpoint_path)
+    assert ref["iteration"] == 12
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(micro_config, out), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _state(out / "checkpoint.pt")["iteration"]
+    assert killed_at < 12, "the run finished before it could be killed"
+    done = subprocess.run(_train_cmd(micro_config, out, "--resume"), cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    resumed = _state(out / "checkpoint.pt")
+    assert resumed["iteration"] == 12
+    for name, value in ref["model"].items():
+        assert (value.float() - resumed["model"][name].float()).abs().max() <= 1e-6, name
+    records = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["iteration"] == 12 and (out / "loss.png").exists()
+
+
+def test_existing_checkpoint_needs_resume_flag(micro_config, tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    out = subprocess.run(_train_cmd(micro_config, tmp_path), cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "pass --resume" in out.stderr
+
+
+def test_corrupt_frames_are_skipped_and_counted(micro_config, tmp_path):
+    cfg = load_experiment(micro_config)
+    cfg["data"]["root"] = str(tmp_path / "data")
+    trainer = SupernetTrainer(cfg, tmp_path / "run", max_iters=4, progress=False)
+    frames = sorted((tmp_path / "data" / "train").glob("*/0000000[3-5].jpg"))  # 3 of 8 per sequence
+    for frame in frames:
+        frame.write_bytes(b"not a jpeg")
+    trainer.train()
+    assert trainer.skipped > 0 and trainer.iteration == 4
+
+
+def test_two_process_torchrun(micro_config, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517",
+                          *_train_cmd(micro_config, tmp_path, "--max-iters", "4")[1:]],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    state = _state(tmp_path / "checkpoint.pt")
+    assert state["iteration"] == 4
+    record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert record["iteration"] == 4 and np.isfinite(record["loss"])
