@@ -42,15 +42,36 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_tracking_model(checkpoint: str | Path | None, arch: str | None, space: str | Path | SearchSpace) -> nn.Module:
+def checkpoint_space(data: dict[str, Any], space: str | Path | SearchSpace | None) -> SearchSpace:
+    """The space a checkpoint was trained in (stored in it), unless ``space`` is given."""
+    if space is not None:
+        return load_space(space)
+    if "space" not in data:
+        raise ValueError("this checkpoint does not record its search space: pass the space (--space)")
+    return SearchSpace.from_dict(data["space"], source="checkpoint")
+
+
+def load_supernet(checkpoint: str | Path, space: str | Path | SearchSpace | None = None) -> nn.Module:
+    """A supernet with the weights of a training checkpoint (its own space unless ``space`` is given)."""
+    data = read_checkpoint(checkpoint)
+    supernet = build_supernet(checkpoint_space(data, space))
+    supernet.load_state_dict(data["model"])
+    return supernet
+
+
+def load_tracking_model(checkpoint: str | Path | None, arch: str | None,
+                        space: str | Path | SearchSpace | None = None) -> nn.Module:
     """A tracking model (``template``/``track``) for the tracker runtime, in eval mode.
 
     - supernet checkpoint (``kind: supernet``): the subnet of ``arch`` with inherited weights;
     - subnet checkpoint (``kind: subnet``, holding its ``arch``): that subnet with its weights;
     - no checkpoint: ``arch`` with random weights (speed measurements).
+    The space is the one stored in the checkpoint unless ``space`` is given.
     """
-    space = load_space(space)
     data = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if data is None and space is None:
+        raise ValueError("without a checkpoint, a search space (--space) is needed")
+    space = checkpoint_space(data or {}, space)
     kind = data.get("kind", "supernet") if data else None
     if kind == "subnet":
         stored = space.decode(data["arch"])

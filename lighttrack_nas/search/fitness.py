@@ -1,0 +1,118 @@
+"""Fitness of an architecture with inherited supernet weights.
+
+Extract the subnet (copies of its path's weights), recalibrate its BatchNorm statistics by exact
+averaging over a fixed set of training crops, track every validation sequence, and score with the
+GOT-10k protocol: fitness = (AO + SR0.5) / 2 (REFERENCE.md section 1).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.pairs import PairDataset
+from ..data.sequence import Sequence
+from ..evaluate.metrics import evaluate_got10k
+from ..evaluate.results import image_size
+from ..space.space import Architecture
+from ..tracker import Tracker, TrackerConfig
+
+
+@dataclass
+class TrackScore:
+    """GOT-10k scores of one tracker on a set of sequences, and the search fitness."""
+
+    ao: float
+    sr50: float
+    sr75: float
+    fps: float
+
+    @property
+    def fitness(self) -> float:
+        return (self.ao + self.sr50) / 2
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "fitness": self.fitness}
+
+
+def calibration_batches(sequences: list[Sequence], template_size: int, search_size: int, images: int,
+                        batch_size: int = 32, seed: int = 12345) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed set of ``images`` training pairs (no augmentation beyond the crop), in batches."""
+    data = PairDataset(sequences, template_size, search_size, samples_per_epoch=images, max_gap=50, seed=seed,
+                       augmentation={"color": 0.0, "blur": 0.0, "gray": 0.0})
+    batches = []
+    for start in range(0, images, batch_size):
+        items = [data[i] for i in range(start, min(images, start + batch_size))]
+        batches.append((torch.stack([it["template"] for it in items]), torch.stack([it["search"] for it in items])))
+    return batches
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Seq[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+    """Replace every BatchNorm's running statistics by their exact average over ``batches``
+    (cumulative averaging: ``momentum=None``); returns the model in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for z, x in batches:
+        model(z, x)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return model.eval()
+
+
+def track_and_score(model: nn.Module, sequences: list[Sequence], config: TrackerConfig | None = None) -> TrackScore:
+    """Run the tracker over ``sequences`` and score them with the GOT-10k protocol."""
+    tracker = Tracker(model, config)
+    preds, frames, seconds = {}, 0, 0.0
+    for seq in sequences:
+        boxes, times = tracker.track_sequence(seq)
+        preds[seq.name] = boxes
+        frames, seconds = frames + len(times) - 1, seconds + float(np.sum(times[1:]))
+    return score_predictions(sequences, preds, fps=frames / seconds if seconds else 0.0)
+
+
+def score_predictions(sequences: list[Sequence], preds: dict[str, np.ndarray], fps: float = 0.0) -> TrackScore:
+    """GOT-10k AO / SR of predicted boxes (boxes clipped to each image, cover > 0 frames)."""
+    result = evaluate_got10k({s.name: s.boxes for s in sequences}, preds,
+                             covers={s.name: s.cover for s in sequences if s.cover is not None} or None,
+                             sizes={s.name: image_size(s) for s in sequences})
+    return TrackScore(ao=result.ao, sr50=result.sr50, sr75=result.sr75, fps=fps)
+
+
+class SubnetEvaluator:
+    """Scores architectures with weights inherited from a supernet (BN recalibrated per subnet)."""
+
+    def __init__(self, supernet: nn.Module, calibration: list[tuple[torch.Tensor, torch.Tensor]],
+                 sequences: list[Sequence], tracker_config: TrackerConfig | None = None):
+        self.supernet, self.calibration, self.sequences = supernet, calibration, sequences
+        self.tracker_config = tracker_config
+
+    def score(self, arch: Architecture) -> TrackScore:
+        subnet = recalibrate_batchnorm(self.supernet.extract(arch), self.calibration)
+        return track_and_score(subnet, self.sequences, self.tracker_config)
+
+    def __call__(self, archs: list[Architecture]) -> list[float]:
+        return [self.score(a).fitness for a in archs]
+
+
+def static_baseline(sequences: list[Sequence]) -> TrackScore:
+    """The "box stays where it started" tracker: the first box repeated on every frame."""
+    return score_predictions(sequences, {s.name: np.repeat(s.boxes[:1], len(s), axis=0) for s in sequences})
+
+
+def reference_architectures(space, macs, samples: int = 201, seed: int = 0) -> dict[str, Architecture]:
+    """The largest subnet (most MACs, by coordinate ascent) and a median-size one (median MACs of
+    ``samples`` uniform samples): the subnets the supernet-quality bar is measured on."""
+    from ..space.space import minimize
+
+    rng = np.random.default_rng(seed)
+    drawn = sorted((space.sample(rng) for _ in range(samples)), key=macs)
+    largest = minimize(space, lambda a: -macs(a), drawn[-1])
+    return {"largest": largest, "median": drawn[len(drawn) // 2]}
