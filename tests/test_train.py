@@ -10,32 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from lighttrack_nas.models import path_parameters
 from lighttrack_nas.train import (PathSampler, SupernetTrainer, TrainingError, balanced_bce, iou_loss,
                                   learning_rate, load_experiment)
 
 from conftest import ROOT
-
-MICRO_SETTINGS = {"template_size": 32, "search_size": 64, "stem_channels": 8, "ds_channels": 8,
-                  "backbone_width_mult": 0.25, "neck_channels": 16, "head_width_mult": 0.125}
-
-
-@pytest.fixture(scope="module")
-def micro_config(tmp_path_factory):
-    """A micro experiment: 32/64 crops, a handful of channels, 12 iterations of batch 4."""
-    root = tmp_path_factory.mktemp("micro")
-    cfg = {"space": str(ROOT / "search_spaces" / "lighttrack_tiny.yaml"), "space_settings": MICRO_SETTINGS,
-           "seed": 3, "device": "cpu",
-           "data": {"root": str(root / "data"), "max_gap": 5, "workers": 0,
-                    "splits": {"train": {"sequences": 3, "frames": 8, "size": [96, 64], "seed": 1}}},
-           "train": {"epochs": 2, "iters_per_epoch": 6, "batch_size": 4, "lr": {"warmup_epochs": 1},
-                     "freeze_backbone_epochs": 1, "checkpoint_every": 3, "log_every": 2}}
-    path = root / "micro.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
 
 def _train_cmd(config, out, *extra):
     return [sys.executable, str(ROOT / "tools" / "train_supernet.py"), "--config", str(config), "--out", str(out),

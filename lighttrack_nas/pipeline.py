@@ -1,0 +1,105 @@
+"""The main job: the tiny pipeline end to end, stage by stage, each stage resumable.
+
+data -> supernet training -> supernet evaluation (weight-sharing quality) -> cost table.
+A stage whose output exists is skipped (training resumes from its checkpoint), so an interrupted
+run continues where it stopped when started again with the same output directory.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cost import CostTable
+from .data.sources import load_split
+from .models import build_supernet, load_supernet
+from .search.fitness import SubnetEvaluator, calibration_batches, reference_architectures, static_baseline
+from .tracker import TrackerConfig
+from .train import SupernetTrainer, experiment_space
+
+log = logging.getLogger(__name__)
+
+
+def stage_data(cfg: dict[str, Any]) -> dict[str, int]:
+    """Generate (or find) every split the config names."""
+    return {split: len(load_split(cfg["data"], split)) for split in cfg["data"].get("splits", {})}
+
+
+def stage_train(cfg: dict[str, Any], out: Path, progress: bool = True) -> Path:
+    """Train the supernet, resuming from ``out/checkpoint.pt`` when present."""
+    trainer = SupernetTrainer(cfg, out, progress=progress)
+    if trainer.resume():
+        log.info("resuming supernet training at iteration %d", trainer.iteration)
+    if trainer.iteration < trainer.total:
+        trainer.train()
+    return trainer.checkpoint_path
+
+
+def stage_evaluate(cfg: dict[str, Any], checkpoint: Path, tracker_yaml: str | Path, calibration_images: int,
+                   val_limit: int | None = None) -> dict[str, Any]:
+    """Largest and median subnets, trained vs untrained supernet, vs the static-box baseline."""
+    trained = load_supernet(checkpoint)
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    untrained = build_supernet(experiment_space(cfg))
+    sequences = load_split(cfg["data"], "val", val_limit)
+    calibration = calibration_batches(load_split(cfg["data"], "train"), trained.template_size, trained.search_size,
+                                      calibration_images)
+    tracker = TrackerConfig.from_yaml(tracker_yaml)
+    table = CostTable(trained)
+    report: dict[str, Any] = {"static_baseline": static_baseline(sequences).to_dict(), "sequences": len(sequences)}
+    for name, arch in reference_architectures(trained.space, table.macs).items():
+        row: dict[str, Any] = {"arch": str(arch), "macs": table.macs(arch), "params": table.params(arch)}
+        for label, net in (("trained", trained), ("untrained", untrained)):
+            row[label] = SubnetEvaluator(net, calibration, sequences, tracker).score(arch).to_dict()
+        report[name] = row
+    return report
+
+
+def stage_costs(checkpoint: Path, out: Path, samples: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Cost table of LightTrack-Mobile and sampled architectures in the trained space."""
+    supernet = load_supernet(checkpoint)
+    space, table = supernet.space, CostTable(supernet)
+    rng = np.random.default_rng(seed)
+    archs = [("lighttrack-mobile", space.presets["lighttrack-mobile"])]
+    archs += [(f"sample-{i}", space.sample(rng)) for i in range(samples)]
+    rows = [{"name": name, **{k: v for k, v in table.cost(a).to_dict().items() if k != "parts"}, "arch": str(a)}
+            for name, a in archs]
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def run_pipeline(cfg: dict[str, Any], out: str | Path, tracker_yaml: str | Path = "experiments/tracker.yaml",
+                 calibration_images: int = 256, progress: bool = True) -> dict[str, Any]:
+    """Run every stage into ``out``; returns the summary also written to ``out/summary.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        print(f"== {name}", flush=True)
+        result = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - start, 1)
+        return result
+
+    summary["data"] = timed("data", stage_data, cfg)
+    checkpoint = timed("train supernet", stage_train, cfg, out / "supernet", progress)
+    report_path = out / "supernet_eval.json"
+    if not report_path.exists():
+        report = timed("evaluate supernet", stage_evaluate, cfg, checkpoint, tracker_yaml, calibration_images)
+        report_path.write_text(json.dumps(report, indent=2))
+    summary["supernet_eval"] = json.loads(report_path.read_text())
+    summary["costs"] = timed("costs", stage_costs, checkpoint, out / "costs.csv", 8)
+    summary["seconds"] = timings
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
