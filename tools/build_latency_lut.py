@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.cost.latency import LatencyTable
+from lighttrack_nas.cost.latency import BACKENDS, LatencyTable
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space
 
@@ -22,6 +22,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
     p.add_argument("--device", default="cpu", choices=["cpu"], help="device to time on (default: %(default)s)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="runtime the ops are timed in: torch, or onnxruntime (each candidate exported; a few s each) "
+                        "(default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads, fixed while timing (default: %(default)s)")
     p.add_argument("--min-run-time", type=float, default=0.05,
                    help="seconds of repeated runs per op after warm-up (default: %(default)s)")
@@ -38,7 +41,7 @@ def main() -> int:
     supernet = build_supernet(load_space(args.space))
     with tqdm(desc="timing ops", unit="op") as bar:
         table = LatencyTable.build(supernet, args.threads, args.min_run_time, args.fit_subnets, args.seed,
-                                   progress=lambda name: bar.update(1))
+                                   progress=lambda name: bar.update(1), backend=args.backend)
     table.save(args.out)
     print(f"wrote {args.out}: {len(table.entries)} entries, overhead {table.overhead * 1e3:.2f} ms "
           f"({describe_machine()}, {args.threads} thread(s) while timing)")

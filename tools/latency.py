@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.cost.latency import LatencyTable, latency_result, network_latency, validate_table
+from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, latency_result, network_latency, validate_table
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space
 
@@ -27,6 +27,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
     p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the LUT's, else 1)")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="runtime to measure in (default: the LUT's backend, else torch)")
     p.add_argument("--seed", type=int, default=1, help="seed of the validation subnets (default: %(default)s)")
     p.add_argument("--plot", help="PNG of predicted vs measured latency (with --validate)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -66,10 +68,11 @@ def main() -> int:
     supernet = build_supernet(space)
     table = LatencyTable.load(args.lut).bind(supernet) if args.lut else None
     threads = args.threads or (table.meta["threads"] if table else 1)
-    out: dict = {"machine": describe_machine(), "threads": threads}
+    backend = args.backend or (table.meta.get("backend", "torch") if table else "torch")
+    out: dict = {"machine": describe_machine(), "threads": threads, "backend": backend}
     if args.arch:
         arch = space.decode(args.arch)
-        out["measured"] = latency_result(network_latency(supernet.extract(arch), threads))
+        out["measured"] = latency_result(network_latency(supernet.extract(arch), threads, backend=backend))
         if table:
             out["predicted_ms"] = table.predict(arch) * 1e3
     if args.validate:

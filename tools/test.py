@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.data.readers import open_dataset
+from lighttrack_nas.deploy import BACKENDS, inference_model
 from lighttrack_nas.evaluate.results import write_results
 from lighttrack_nas.tracker import Tracker, TrackerConfig
 
@@ -55,8 +56,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--format", default="got10k", choices=("got10k", "otb"),
                    help="result layout: got10k (NAME/<seq>/<seq>_001.txt) or otb (NAME/<seq>.txt) "
                         "(default: %(default)s)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="network runtime: torch (the fused inference form) or onnxruntime (that form exported "
+                        "to ONNX and run by ONNX Runtime); results agree up to float rounding (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
-                   help="PyTorch and OpenCV threads; fix it for comparable timings (default: %(default)s)")
+                   help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
+                        "(default: %(default)s)")
     p.add_argument("--sequences", type=int, default=None, metavar="K",
                    help="track only the first K sequences (default: all)")
     args = p.parse_args()
@@ -79,7 +84,7 @@ def main() -> int:
         sequences = sequences[:args.sequences]
     if not sequences:
         raise ValueError(f"{args.root}: no sequences found for --dataset {args.dataset} --split {args.split}")
-    model = load_tracking_model(args.checkpoint, args.arch, args.space)
+    model = inference_model(load_tracking_model(args.checkpoint, args.arch, args.space), args.backend, args.threads)
     tracker = Tracker(model, config)
     folder = Path(args.out) / args.name
     frames, seconds = 0, 0.0
@@ -93,7 +98,7 @@ def main() -> int:
     bar.close()
     breakdown = ", ".join(f"{k} {v:.2f}" for k, v in tracker.timing.per_frame_ms().items())
     print(f"{len(sequences)} sequences, {frames} frames in {time.perf_counter() - start:.1f} s wall; "
-          f"tracker {frames / max(seconds, 1e-9):.1f} fps ({args.threads} thread(s)); "
+          f"tracker {frames / max(seconds, 1e-9):.1f} fps ({args.backend}, {args.threads} thread(s)); "
           f"ms/frame: {breakdown}; init {1e3 * tracker.timing.init / len(sequences):.2f} ms/sequence")
     print(f"results: {folder} ({args.format} layout)")
     return 0

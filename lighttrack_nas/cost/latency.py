@@ -5,6 +5,10 @@ Practice (REFERENCE.md section 7): fixed thread count, warm-up, many repetitions
 stored with every result. The LUT measures each candidate module once at its input shape and adds
 a fixed-overhead term fitted on a few whole subnets; predicted latency = sum along the path +
 overhead.
+
+Backends (``BACKENDS``): ``torch`` runs the modules as given; ``onnxruntime`` exports them to ONNX
+and times ONNX Runtime (whole subnets in their fused inference form, as the tracker deploys them),
+so a search can target the deployment runtime.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
 from .table import PathTable
+
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -55,8 +61,19 @@ def time_call(fn: Callable[[], Any], threads: int = 1, min_run_time: float = 0.2
     return Latency(median=float(m.median), iqr=float(m.iqr), runs=len(m.times) * m.number_per_run, threads=threads)
 
 
-def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.5) -> Latency:
-    """Per-frame network time of a tracking model: ``track(x)`` with the template cached."""
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown latency backend {backend!r}; choose from {list(BACKENDS)}")
+
+
+def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.5, backend: str = "torch") -> Latency:
+    """Per-frame network time of a tracking model: ``track(x)`` with the template cached.
+    ``onnxruntime``: the model's fused form exported and run by ONNX Runtime on ``threads`` threads."""
+    _check_backend(backend)
+    if backend == "onnxruntime":
+        from ..deploy import inference_model
+
+        model = inference_model(model, backend, threads)
     model.eval()
     z = torch.randn(1, 3, model.template_size, model.template_size)
     x = torch.randn(1, 3, model.search_size, model.search_size)
@@ -74,13 +91,20 @@ class LatencyTable:
 
     @classmethod
     def build(cls, supernet: LightTrackSupernet, threads: int = 1, min_run_time: float = 0.05,
-              fit_subnets: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None) -> "LatencyTable":
-        """Measure every candidate once, then fit the overhead on ``fit_subnets`` random subnets."""
+              fit_subnets: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None,
+              backend: str = "torch") -> "LatencyTable":
+        """Measure every candidate once, then fit the overhead on ``fit_subnets`` random subnets.
+        ``onnxruntime``: each candidate is exported on its own (a few seconds each)."""
+        _check_backend(backend)
         supernet.eval()
 
         def measure(module: nn.Module, *inputs: torch.Tensor) -> float:
             if progress:
                 progress(type(module).__name__)
+            if backend == "onnxruntime":
+                from ..deploy.onnx import onnx_runner
+
+                return time_call(onnx_runner(module, inputs, threads), threads, min_run_time).median
             return time_call(lambda: module(*inputs), threads, min_run_time).median
 
         paths = PathTable.measure(supernet, measure)
@@ -88,10 +112,10 @@ class LatencyTable:
         residuals = []
         for _ in range(fit_subnets):
             arch = supernet.space.sample(rng)
-            measured = network_latency(supernet.extract(arch), threads).median
+            measured = network_latency(supernet.extract(arch), threads, backend=backend).median
             residuals.append(measured - paths.total(arch))
         meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
-                "backend": "torch", "machine": machine_info(), "fit_subnets": fit_subnets}
+                "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
         table = cls(paths.entries, float(np.median(residuals)) if residuals else 0.0, meta)
         table._paths = paths
         return table
@@ -137,7 +161,8 @@ def validate_table(table: LatencyTable, supernet: LightTrackSupernet, count: int
     pairs = []
     for i in range(count):
         arch = supernet.space.sample(rng)
-        pairs.append((table.predict(arch), network_latency(supernet.extract(arch), threads).median, str(arch)))
+        measured = network_latency(supernet.extract(arch), threads, backend=table.meta.get("backend", "torch")).median
+        pairs.append((table.predict(arch), measured, str(arch)))
         if progress:
             progress(i)
     pred, meas = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])

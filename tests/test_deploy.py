@@ -1,0 +1,154 @@
+"""Deployment: the fused inference form, ONNX export round trip, the ONNX Runtime tracker backend."""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lighttrack_nas.cost.latency import network_latency
+from lighttrack_nas.data.sequence import Sequence
+from lighttrack_nas.deploy import BACKENDS, FusedTrackingNet, fuse, inference_model
+from lighttrack_nas.deploy.onnx import OnnxTrackingModel, onnx_runner, template_path
+from lighttrack_nas.models import build_supernet, load_tracking_model
+from lighttrack_nas.models.ops import MBConv
+from lighttrack_nas.tracker import Tracker
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = "lighttrack-mobile"
+
+
+@pytest.fixture(scope="module")
+def supernet(tiny_space):
+    torch.manual_seed(0)
+    net = build_supernet(tiny_space)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding them is really tested
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    return net.eval()
+
+
+def _max_diff(a, b) -> float:
+    return max(float((u - v).abs().max()) for u, v in zip(a, b))
+
+
+def _crops(net, batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 3, net.template_size, net.template_size, generator=g),
+            torch.randn(batch, 3, net.search_size, net.search_size, generator=g))
+
+
+# random archs of the tiny space; the "out" override puts half of them at stride-8 positions
+@pytest.mark.parametrize("seed,out,memory_format", [(0, "s2b0", torch.channels_last), (1, "s2b3", torch.channels_last),
+                                                    (2, None, torch.channels_last), (3, "s4b3", torch.channels_last),
+                                                    (4, "s2b1", torch.contiguous_format)])
+def test_fused_equals_training_form(supernet, tiny_space, seed, out, memory_format):
+    arch = tiny_space.sample(seed)
+    arch = arch.replace({"out": out}) if out else arch
+    sub = supernet.extract(arch).eval()
+    fused = fuse(sub, memory_format)
+    assert isinstance(fused, FusedTrackingNet) and fused.stride == sub.stride and fused.score_size == sub.score_size
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    z, x = _crops(sub, batch=2, seed=seed)
+    with torch.no_grad():
+        assert _max_diff(sub(z, x), fused(z, x)) <= 1e-4           # batched: gate applied to the map
+        sub.template(z[:1])
+        fused.template(z[:1])
+        assert _max_diff(sub.track(x[:1]), fused.track(x[:1])) <= 1e-4  # batch 1: gate folded into weights
+
+
+def test_fuse_leaves_the_training_form_alone_and_rejects_supernets(supernet, tiny_space):
+    sub = supernet.extract(tiny_space.sample(7))
+    before = {k: v.clone() for k, v in sub.state_dict().items()}
+    fuse(sub)
+    assert all(torch.equal(before[k], v) for k, v in sub.state_dict().items())
+    with pytest.raises(TypeError, match="extract"):
+        fuse(supernet)
+    with pytest.raises(ValueError, match="backend"):
+        inference_model(sub, "tensorrt")
+
+
+@pytest.fixture(scope="module")
+def exported(supernet, tiny_space, tmp_path_factory):
+    """tools/export_onnx.py run once on a supernet checkpoint: (checkpoint, frame graph path, stdout)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    checkpoint = folder / "supernet.pt"
+    torch.save({"kind": "supernet", "model": supernet.state_dict(), "space": tiny_space.to_dict()}, checkpoint)
+    out = folder / "model.onnx"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), "--checkpoint", str(checkpoint),
+                           "--arch", ARCH, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return checkpoint, out, proc.stdout
+
+
+def test_export_tool_writes_both_graphs_and_checks_them(exported):
+    _, out, stdout = exported
+    assert out.is_file() and template_path(out) == out.with_name("model.template.onnx") and template_path(out).is_file()
+    assert "max abs difference" in stdout and "(ok," in stdout
+
+
+def test_onnx_round_trip_equals_pytorch(exported):
+    checkpoint, out, _ = exported
+    model = load_tracking_model(checkpoint, ARCH)
+    runtime = OnnxTrackingModel.load(out)
+    assert (runtime.template_size, runtime.search_size, runtime.stride, runtime.score_size) == \
+        (model.template_size, model.search_size, model.stride, model.score_size)
+    z, x = _crops(model, batch=1, seed=3)
+    with torch.no_grad():
+        expected = model(z, x)
+    runtime.template(z)
+    cls, reg = runtime.track(x)
+    assert isinstance(cls, torch.Tensor) and cls.shape == expected[0].shape and reg.shape == expected[1].shape
+    assert _max_diff(expected, (cls, reg)) <= 1e-4
+    assert runtime.parameters is not None and not list(runtime.parameters())
+    with pytest.raises(RuntimeError, match="template"):
+        OnnxTrackingModel.load(out).track(x)
+    with pytest.raises(FileNotFoundError):
+        OnnxTrackingModel.load(out.with_name("missing.onnx"))
+
+
+def _moving_square_sequence(folder: Path, frames: int = 6) -> Sequence:
+    """A textured square drifting over a noisy background, written as PNG frames with cv2."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 120, size=(120, 160, 3), dtype=np.uint8)
+    texture = rng.integers(120, 256, size=(28, 28, 3), dtype=np.uint8)
+    paths, boxes = [], []
+    for i in range(frames):
+        x, y = 40 + 4 * i, 30 + 3 * i
+        image = background.copy()
+        image[y:y + 28, x:x + 28] = texture
+        path = folder / f"{i:04d}.png"
+        assert cv2.imwrite(str(path), image)
+        paths.append(path)
+        boxes.append([x, y, 28, 28])
+    return Sequence("square", paths, np.array(boxes, dtype=np.float64), np.ones(frames, dtype=bool))
+
+
+def test_tracker_backends_give_the_same_boxes(exported, tmp_path):
+    checkpoint, out, _ = exported
+    seq = _moving_square_sequence(tmp_path)
+    model = load_tracking_model(checkpoint, ARCH)
+    results = {"training form": Tracker(model).track_sequence(seq)[0],
+               "torch": Tracker(inference_model(model, "torch")).track_sequence(seq)[0],
+               "onnxruntime": Tracker(OnnxTrackingModel.load(out)).track_sequence(seq)[0]}
+    assert set(BACKENDS) <= set(results)
+    for name, boxes in results.items():
+        assert boxes.shape == (len(seq), 4) and np.isfinite(boxes).all()
+        np.testing.assert_allclose(boxes, results["training form"], atol=1e-3, err_msg=name)
+
+
+def test_latency_harness_times_onnxruntime(exported):
+    _, out, _ = exported
+    runtime = OnnxTrackingModel.load(out)
+    assert network_latency(runtime, threads=1, min_run_time=0.05).median > 0
+    run = onnx_runner(MBConv(8, 8, 1, 3, 4).eval(), [torch.randn(1, 8, 16, 16)])
+    assert run()[0].shape == (1, 8, 16, 16)
+    with pytest.raises(ValueError, match="backend"):
+        network_latency(runtime, backend="tflite")

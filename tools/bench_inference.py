@@ -1,0 +1,292 @@
+#!/usr/bin/env python
+"""Inference speed, side by side in one run: network time per frame for each backend and form, its
+ratio to the compute bound measured in the same process, whole-tracker fps and peak memory.
+
+Backends: torch-train (the extracted subnet as trained), torch-fused (lighttrack_nas.deploy.fuse)
+and onnxruntime (the fused form exported to ONNX, graph optimisation level --ort-level).
+Every measurement runs in a fresh process (so peak memory is its own) with the thread count fixed
+for PyTorch, ONNX Runtime and OpenCV:
+  - compute bound = MACs per frame (fvcore) / sgemm rate of a 1024^3 float32 matmul measured in
+    that process with the same thread count;
+  - network = median time of track(x) with the template cached (warm-up, then >= --min-run-time s);
+  - tracker fps = 1 / median time of Tracker.update on --frames synthetic 480x640 frames
+    (crop + network + post-processing);
+  - peak memory = the process's peak resident set size while measuring (the model already built),
+    and in brackets its excess over the resident size before the model was loaded (same imports
+    for every backend: torch, onnxruntime, OpenCV).
+Each figure is the median over --rounds rounds (rounds interleave all configurations). Targets
+(issue 8, lighttrack-mobile): network <= 1.3x the bound at 1 thread, <= 8 ms at 2 threads,
+tracker >= 55 fps at 1 thread; a missed target prints a per-op profile of that backend.
+
+example:
+  python tools/bench_inference.py --rounds 3 --json runs/bench_inference.json
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lighttrack_nas.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("torch-train", "torch-fused", "onnxruntime")
+DEFAULT_CONFIGS = [f"{ROOT / 'search_spaces' / 'lighttrack.yaml'}:lighttrack-mobile",
+                   f"{ROOT / 'search_spaces' / 'lighttrack_tiny.yaml'}:lighttrack-mobile"]
+TARGETS = {"ratio_1": 1.3, "ms_2": 8.0, "fps_1": 55.0}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=None, metavar="SPACE:ARCH",
+                   help="search-space YAML and architecture (preset or string), repeatable "
+                        "(default: lighttrack-mobile in lighttrack.yaml and in lighttrack_tiny.yaml)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
+                   help="backends and forms to time (default: all)")
+    p.add_argument("--ort-level", default="all", choices=("disable", "basic", "extended", "all"),
+                   help="ONNX Runtime graph optimisation level (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds; figures are medians over rounds (default: %(default)s)")
+    p.add_argument("--min-run-time", type=float, default=1.0,
+                   help="seconds of timed network runs per measurement after warm-up (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=100, help="tracker frames per measurement (default: %(default)s)")
+    p.add_argument("--profile", default="missed", choices=("missed", "always", "never"),
+                   help="per-op profiles: for backends missing a lighttrack-mobile target, for all, or none "
+                        "(default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write all figures as JSON")
+    args = p.parse_args()
+    if min(args.threads) < 1 or args.rounds < 1 or args.frames < 5 or args.min_run_time <= 0:
+        p.error("--threads and --rounds must be >= 1, --frames >= 5, --min-run-time > 0")
+    args.config = args.config or DEFAULT_CONFIGS
+    for config in args.config:
+        if ":" not in config:
+            p.error(f"--config {config!r}: expected SPACE:ARCH")
+    return args
+
+
+def _peak_rss_reset() -> None:
+    """Reset this process's peak resident set size (Linux: ``5 > /proc/self/clear_refs``)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _status_mib(field: str) -> float | None:
+    """``VmRSS`` (resident) or ``VmHWM`` (peak resident) of this process in MiB (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _frames(count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Synthetic 480x640 frames with a textured 60x80 target drifting right and down."""
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)
+    frames = []
+    for i in range(count):
+        x, y = 200 + (2 * i) % 300, 150 + i % 200
+        frame = background.copy()
+        frame[y:y + 80, x:x + 60] = target
+        frames.append(frame)
+    return frames, np.array([200.0, 150.0, 60.0, 80.0])
+
+
+def _load(space: str, arch: str, backend: str, threads: int, onnx_path: str | None, level: str) -> Any:
+    from lighttrack_nas.deploy import fuse
+    from lighttrack_nas.deploy.onnx import OnnxTrackingModel
+    from lighttrack_nas.models import build_subnet
+
+    if backend == "onnxruntime":
+        return OnnxTrackingModel.load(onnx_path, threads, level)
+    torch.manual_seed(0)
+    model = build_subnet(space, arch).eval()
+    return model if backend == "torch-train" else fuse(model)
+
+
+def measure(task: dict[str, Any]) -> dict[str, Any]:
+    """One configuration in this (fresh) process: sgemm rate, network time, tracker fps, peak RSS
+    (and its excess over the process's resident size before the model was loaded)."""
+    import cv2
+
+    import lighttrack_nas.deploy.onnx  # noqa: F401  (every backend pays the same imports)
+    from lighttrack_nas.cost.latency import network_latency, time_call
+    from lighttrack_nas.tracker import Tracker
+
+    threads = task["threads"]
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    before = _status_mib("VmRSS")
+    model = _load(task["space"], task["arch"], task["backend"], threads, task["onnx"], task["level"])
+    frames, box = _frames(task["frames"] + 1)
+    _peak_rss_reset()
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    sgemm = 1024 ** 3 / time_call(lambda: a @ b, threads, 0.5).median
+    network = network_latency(model, threads, task["min_run_time"]).median
+    tracker = Tracker(model)
+    tracker.init(frames[0], box)
+    times = []
+    for frame in frames[1:]:
+        start = time.perf_counter()
+        tracker.update(frame)
+        times.append(time.perf_counter() - start)
+    out = {"sgemm_gmacs": sgemm / 1e9, "network_ms": network * 1e3, "fps": 1.0 / float(np.median(times)),
+           "peak_rss_mib": _status_mib("VmHWM")}
+    if out["peak_rss_mib"] is not None and before is not None:
+        out["model_rss_mib"] = out["peak_rss_mib"] - before
+    if task["profile"]:
+        out["profile"] = _profile(model, task)
+    return out
+
+
+def _profile(model: Any, task: dict[str, Any], runs: int = 20, warmup: int = 3) -> list[tuple[str, float]]:
+    """Top ops by time per frame (ms) by op and input shape: torch.profiler's self CPU time, or
+    ONNX Runtime's node profile (NCHWc inputs show their blocked shape)."""
+    x = torch.randn(1, 3, model.search_size, model.search_size)
+    model.template(torch.randn(1, 3, model.template_size, model.template_size))
+    totals: collections.Counter[str] = collections.Counter()
+    if task["backend"] == "onnxruntime":
+        from lighttrack_nas.deploy.onnx import create_session, session_options
+
+        options = session_options(task["threads"], task["level"])
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+        model.frame_session = create_session(task["onnx"], options=options)
+        for _ in range(warmup + runs):
+            model.track(x)
+        events = json.loads(Path(model.frame_session.end_profiling()).read_text())
+        kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+        per_run = len(kernels) // (warmup + runs)
+        for e in kernels[warmup * per_run:]:
+            shapes = [list(d.values())[0] for d in e["args"].get("input_type_shape", [])[:1]]
+            totals[f"{e['args']['op_name']} {shapes}"] += e["dur"] / 1e3 / runs
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        with torch.inference_mode():
+            for _ in range(3):
+                model.track(x)
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                for _ in range(runs):
+                    model.track(x)
+        for e in prof.key_averages(group_by_input_shape=True):
+            shapes = "x".join(str(d) for d in (e.input_shapes[0] if e.input_shapes and e.input_shapes[0] else []))
+            totals[f"{e.key} [{shapes}]"] += e.self_cpu_time_total / 1e3 / runs
+    return totals.most_common(15)
+
+
+def _target_missed(name: str, threads: int, row: dict[str, float]) -> bool:
+    if "lighttrack-mobile" not in name or "tiny" in name:
+        return False
+    if threads == 1:
+        return row["ratio"] > TARGETS["ratio_1"] or row["fps"] < TARGETS["fps_1"]
+    return threads == 2 and row["network_ms"] > TARGETS["ms_2"]
+
+
+def main() -> int:
+    from lighttrack_nas.cost import count_tracking_model
+    from lighttrack_nas.deploy import fuse
+    from lighttrack_nas.deploy.onnx import export_onnx
+    from lighttrack_nas.machine import machine_info
+    from lighttrack_nas.models import build_subnet
+
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench_inference_"))
+    configs = []
+    for i, config in enumerate(args.config):
+        space, arch = config.rsplit(":", 1)
+        torch.manual_seed(0)
+        model = build_subnet(space, arch).eval()
+        name = f"{arch} ({Path(space).stem})"
+        onnx_path = None
+        if "onnxruntime" in args.backends:
+            onnx_path = str(export_onnx(fuse(model), workdir / f"model{i}.onnx")[1])
+        configs.append({"name": name, "space": space, "arch": arch, "onnx": onnx_path,
+                        "macs": count_tracking_model(model).macs})
+        print(f"{name}: {configs[-1]['macs'] / 1e6:.1f} M MACs per frame", flush=True)
+    tasks = [{**c, "threads": t, "backend": b, "level": args.ort_level, "frames": args.frames,
+              "min_run_time": args.min_run_time, "profile": args.profile == "always" and r == 0}
+             for r in range(args.rounds) for c in configs for t in args.threads for b in args.backends]
+    results: dict[tuple[str, int, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    context = get_context("spawn")
+    for i, task in enumerate(tasks):
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            out = pool.submit(measure, task).result()
+        out["bound_ms"] = task["macs"] / (out["sgemm_gmacs"] * 1e9) * 1e3
+        out["ratio"] = out["network_ms"] / out["bound_ms"]
+        results[(task["name"], task["threads"], task["backend"])].append(out)
+        print(f"[{i + 1}/{len(tasks)}] {task['name']}, {task['threads']} thread(s), {task['backend']}: "
+              f"network {out['network_ms']:.2f} ms ({out['ratio']:.2f}x bound), {out['fps']:.1f} fps", flush=True)
+    rows = []
+    for (name, threads, backend), runs in results.items():
+        row = {key: statistics.median(r[key] for r in runs)
+               for key in ("network_ms", "bound_ms", "ratio", "sgemm_gmacs", "fps")}
+        for key in ("peak_rss_mib", "model_rss_mib"):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            row[key] = max(values) if values else None
+        row.update(name=name, threads=threads, backend=backend, rounds=len(runs),
+                   profile=next((r["profile"] for r in runs if "profile" in r), None))
+        rows.append(row)
+    for row in rows:
+        missed = _target_missed(row["name"], row["threads"], row)
+        row["target_missed"] = missed
+        if missed and args.profile == "missed":
+            config = next(c for c in configs if c["name"] == row["name"])
+            task = {**config, "threads": row["threads"], "backend": row["backend"], "level": args.ort_level,
+                    "frames": 5, "min_run_time": 0.1, "profile": True}
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                row["profile"] = pool.submit(measure, task).result()["profile"]
+    info = machine_info()
+    versions = _versions()
+    print(f"\nmachine: {info['cpu']}, {info['cores']} cores; {', '.join(f'{k} {v}' for k, v in versions.items())}; "
+          f"median of {args.rounds} round(s)\n")
+    print("| model | threads | backend | network ms | compute bound ms (sgemm G MAC/s) | ratio | tracker fps "
+          "| peak RSS MiB (above pre-load) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        rss = "n/a" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} ({row['model_rss_mib']:.0f})"
+        print(f"| {row['name']} | {row['threads']} | {row['backend']} | {row['network_ms']:.2f} | "
+              f"{row['bound_ms']:.2f} ({row['sgemm_gmacs']:.1f}) | {row['ratio']:.2f}x | {row['fps']:.1f} | {rss} |")
+    for row in rows:
+        if row["profile"]:
+            flag = " (target missed)" if row["target_missed"] else ""
+            print(f"\nper-op profile (a separate run), {row['name']}, {row['threads']} thread(s), "
+                  f"{row['backend']}{flag}, ms per frame:")
+            for op, ms in row["profile"]:
+                print(f"  {ms:7.3f}  {op}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": info, "versions": versions, "rounds": args.rounds,
+                                               "ort_level": args.ort_level, "targets": TARGETS, "rows": rows},
+                                              indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import cv2
+    import onnx
+    import onnxruntime
+
+    return {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+if __name__ == "__main__":
+    run_cli(main)
