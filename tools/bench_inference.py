@@ -10,7 +10,8 @@ for PyTorch, ONNX Runtime and OpenCV:
     that process with the same thread count;
   - network = median time of track(x) with the template cached (warm-up, then >= --min-run-time s);
   - tracker fps = 1 / median time of Tracker.update on --frames synthetic 480x640 frames
-    (crop + network + post-processing);
+    (crop + network + post-processing), with the crop/pre-processing and post-processing
+    milliseconds per frame from the tracker's own timing breakdown;
   - peak memory = the process's peak resident set size while measuring (the model already built),
     and in brackets its excess over the resident size before the model was loaded (same imports
     for every backend: torch, onnxruntime, OpenCV).
@@ -146,8 +147,9 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         tracker.update(frame)
         times.append(time.perf_counter() - start)
+    split = tracker.timing.per_frame_ms()
     out = {"sgemm_gmacs": sgemm / 1e9, "network_ms": network * 1e3, "fps": 1.0 / float(np.median(times)),
-           "peak_rss_mib": _status_mib("VmHWM")}
+           "pre_ms": split["preprocess"], "post_ms": split["postprocess"], "peak_rss_mib": _status_mib("VmHWM")}
     if out["peak_rss_mib"] is not None and before is not None:
         out["model_rss_mib"] = out["peak_rss_mib"] - before
     if task["profile"]:
@@ -236,7 +238,7 @@ def main() -> int:
     rows = []
     for (name, threads, backend), runs in results.items():
         row = {key: statistics.median(r[key] for r in runs)
-               for key in ("network_ms", "bound_ms", "ratio", "sgemm_gmacs", "fps")}
+               for key in ("network_ms", "bound_ms", "ratio", "sgemm_gmacs", "fps", "pre_ms", "post_ms")}
         for key in ("peak_rss_mib", "model_rss_mib"):
             values = [r[key] for r in runs if r.get(key) is not None]
             row[key] = max(values) if values else None
@@ -257,12 +259,13 @@ def main() -> int:
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores; {', '.join(f'{k} {v}' for k, v in versions.items())}; "
           f"median of {args.rounds} round(s)\n")
     print("| model | threads | backend | network ms | compute bound ms (sgemm G MAC/s) | ratio | tracker fps "
-          "| peak RSS MiB (above pre-load) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| crop+pre / post ms | peak RSS MiB (above pre-load) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         rss = "n/a" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:.0f} ({row['model_rss_mib']:.0f})"
         print(f"| {row['name']} | {row['threads']} | {row['backend']} | {row['network_ms']:.2f} | "
-              f"{row['bound_ms']:.2f} ({row['sgemm_gmacs']:.1f}) | {row['ratio']:.2f}x | {row['fps']:.1f} | {rss} |")
+              f"{row['bound_ms']:.2f} ({row['sgemm_gmacs']:.1f}) | {row['ratio']:.2f}x | {row['fps']:.1f} | "
+              f"{row['pre_ms']:.2f} / {row['post_ms']:.2f} | {rss} |")
     for row in rows:
         if row["profile"]:
             flag = " (target missed)" if row["target_missed"] else ""
