@@ -97,9 +97,10 @@ def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch
 
 
 def test_killed_run_resumes_to_identical_weights(micro_config, tmp_path):
-    reference = SupernetTrainer(load_experiment(micro_config), tmp_path / "ref", progress=False)
-    reference.train()
-    ref = _state(reference.checkpoint_path)
+    # both runs as fresh processes, so thread settings left by other tests cannot differ between them
+    uninterrupted = subprocess.run(_train_cmd(micro_config, tmp_path / "ref"), cwd=ROOT, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    ref = _state(tmp_path / "ref" / "checkpoint.pt")
     assert ref["iteration"] == 12
 
     out = tmp_path / "killed"
