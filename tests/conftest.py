@@ -1,5 +1,11 @@
 """Shared fixtures: the LightTrack spaces (loading is cheap; supernets are built per module)."""
+import os
 from pathlib import Path
+
+# Micro workloads gain nothing from intra-op threads, and on a busy machine every parallel region
+# waits for its slowest thread: one thread keeps the suite fast and its timings stable. Set before
+# torch is imported; subprocesses (tools run by the tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import yaml

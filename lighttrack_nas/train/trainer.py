@@ -36,6 +36,7 @@ DEFAULT_TRAIN = {
     "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
     "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
     "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
+    "threads": None,
 }
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
             "description"}
@@ -95,6 +96,8 @@ class SupernetTrainer:
         self.seed = int(cfg.get("seed", 0))
         self.rank, self.world = _init_distributed()
         self.device = _device(cfg.get("device", "auto"), self.rank)
+        if self.train_cfg["threads"]:
+            torch.set_num_threads(int(self.train_cfg["threads"]))
         self.space = experiment_space(cfg)
         torch.manual_seed(self.seed)
         self.model = build_supernet(self.space).to(self.device)
