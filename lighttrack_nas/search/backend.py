@@ -1,0 +1,106 @@
+"""Where candidates are scored: in this process, or on Ray workers (``distributed.py``).
+
+A backend receives architecture strings and reports each one's scores as soon as it has them
+(``on_result``), so the search driver can persist every finished candidate immediately. Both
+backends build their scorer from a picklable factory: :class:`FitnessSpec` for the real fitness
+(supernet weights inherited, BatchNorm recalibrated, val split tracked), or any test double.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from .fitness import SubnetEvaluator
+
+Scores = dict[str, float]
+Scorer = Callable[[str], Scores]
+OnResult = Callable[[str, Scores], None]
+
+
+class Backend(Protocol):
+    def score(self, archs: list[str], on_result: OnResult) -> None:
+        """Score every architecture string, calling ``on_result(arch, scores)`` for each."""
+
+    def close(self) -> None:
+        """Release workers."""
+
+
+def set_threads(threads: int) -> None:
+    """Threads of PyTorch and OpenCV in this process (one evaluating worker)."""
+    import cv2
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+@dataclass(frozen=True)
+class FitnessSpec:
+    """Everything a worker needs to score candidates; calling it loads the supernet, the
+    calibration crops and the sequences once and returns the scorer."""
+
+    checkpoint: str
+    data: dict[str, Any]
+    split: str = "val"
+    sequences: int | None = None
+    calibration_images: int = 2000
+    calibration_batch: int = 32
+    tracker: dict[str, float] = field(default_factory=dict)
+    device: str = "auto"   # auto: cuda where the worker sees a GPU, else cpu
+    threads: int = 1
+
+    def prepare_data(self) -> None:
+        """Generate missing data splits now (once, in the driver, before any worker reads them)."""
+        from ..data.sources import load_split
+
+        for split in ("train", self.split):
+            load_split(self.data, split)
+
+    def __call__(self) -> Scorer:
+        from ..data.sources import load_split
+        from ..models import load_supernet
+        from ..tracker import TrackerConfig
+        from .fitness import SubnetEvaluator, calibration_batches
+
+        set_threads(self.threads)  # tracking is chaotic: fitness depends on the thread count
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        supernet = load_supernet(self.checkpoint).to(device).eval()
+        batches = calibration_batches(load_split(self.data, "train"), supernet.template_size, supernet.search_size,
+                                      self.calibration_images, self.calibration_batch)
+        batches = [(z.to(device), x.to(device)) for z, x in batches]
+        evaluator = SubnetEvaluator(supernet, batches, load_split(self.data, self.split, self.sequences),
+                                    TrackerConfig.from_dict(self.tracker))
+        return SubnetScorer(evaluator)
+
+
+class SubnetScorer:
+    """Architecture string -> fitness, AO, SR0.5, SR0.75, fps and the seconds it took."""
+
+    def __init__(self, evaluator: "SubnetEvaluator"):
+        self.evaluator = evaluator
+
+    def __call__(self, arch: str) -> Scores:
+        start = time.perf_counter()
+        score = self.evaluator.score(self.evaluator.supernet.space.decode(arch))
+        return {**score.to_dict(), "seconds": time.perf_counter() - start}
+
+
+class LocalBackend:
+    """Scores candidates one after another in this process (the scorer is built on first use)."""
+
+    def __init__(self, factory: Callable[[], Scorer]):
+        self.factory = factory
+        self._scorer: Scorer | None = None
+
+    def score(self, archs: list[str], on_result: OnResult) -> None:
+        if self._scorer is None:
+            self._scorer = self.factory()
+        for arch in archs:
+            on_result(arch, self._scorer(arch))
+
+    def close(self) -> None:
+        self._scorer = None

@@ -1,0 +1,181 @@
+"""The ``search:`` section of an experiment config and the budgets of a search.
+
+```yaml
+search:
+  strategy: evolution          # or random (same number of evaluations)
+  population: 48               # candidates per generation
+  generations: 20
+  topk: 10                     # parents kept for breeding
+  mutants: 24                  # per generation, from the top-k
+  crossovers: 24               # per generation, uniform crossover of two top-k parents
+  mutation_prob: 0.1           # per gene
+  max_attempts: 1000           # rejection-sampling cap per candidate (budgets)
+  calibration_images: 2000     # training pairs for exact BatchNorm recalibration
+  calibration_batch: 32
+  split: val                   # tracked to score a candidate
+  val_sequences: null          # first K sequences of the split (null: all)
+  finalists: 5                 # best candidates re-measured for real latency at the end
+  threads: 1                   # torch threads of each evaluating process (fitness depends on it slightly)
+  budgets: {flops: 600M, params: 2M, latency: null}    # defaults for --*-budget
+  latency: {lut_min_run_time: 0.05, lut_fit_subnets: 10, min_run_time: 0.5}
+  ray: {candidates_per_task: 4, max_retries: 3}
+```
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..config import ConfigError, check_keys
+from ..space.space import Architecture, Constraint
+from .evolution import STRATEGIES, EvolutionConfig
+
+_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*$", re.IGNORECASE)
+_TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(us|ms|s)\s*$", re.IGNORECASE)
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_count(text: str | float, what: str = "budget") -> float:
+    """``600M``, ``2.5G``, ``800K`` or a plain number -> a positive count."""
+    match = _COUNT.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{what}: {text!r} is not a positive count like 600M, 2.5G, 800K or 1500000")
+    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+
+
+def parse_seconds(text: str, what: str = "budget") -> float:
+    """``8ms``, ``8000us`` or ``0.008s`` -> seconds (the unit is required)."""
+    match = _TIME.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{what}: {text!r} is not a positive duration with a unit, like 8ms, 8000us or 0.008s")
+    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Per-frame MACs, parameters and latency (seconds) limits; ``None`` means unconstrained."""
+
+    flops: float | None = None
+    params: float | None = None
+    latency: float | None = None
+
+    @classmethod
+    def parse(cls, flops: str | None = None, params: str | None = None, latency: str | None = None) -> "Budgets":
+        """From strings such as ``600M``, ``2M`` and ``8ms``."""
+        return cls(flops=None if flops is None else parse_count(flops, "flops budget"),
+                   params=None if params is None else parse_count(params, "params budget"),
+                   latency=None if latency is None else parse_seconds(latency, "latency budget"))
+
+    def constraints(self, macs: Callable[[Architecture], float], params: Callable[[Architecture], float],
+                    latency: Callable[[Architecture], float] | None) -> list[Constraint]:
+        """Constraints for the search; ``latency`` predicts seconds (needed with a latency budget)."""
+        out = []
+        if self.flops is not None:
+            out.append(Constraint("MACs", macs, self.flops))
+        if self.params is not None:
+            out.append(Constraint("params", params, self.params))
+        if self.latency is not None:
+            if latency is None:
+                raise ValueError("a latency budget needs a latency table")
+            out.append(Constraint("predicted latency", lambda a: latency(a) * 1e3, self.latency * 1e3, " ms"))
+        return out
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every number of a search (defaults: LightTrack's published evolution)."""
+
+    strategy: str = "evolution"
+    population: int = 48
+    generations: int = 20
+    topk: int = 10
+    mutants: int = 24
+    crossovers: int = 24
+    mutation_prob: float = 0.1
+    max_attempts: int = 1000
+    calibration_images: int = 2000
+    calibration_batch: int = 32
+    split: str = "val"
+    val_sequences: int | None = None
+    finalists: int = 5
+    threads: int = 1
+    budgets: dict[str, str | None] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
+    ray: dict[str, int] = field(default_factory=lambda: dict(RAY_DEFAULTS))
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None, where: str = "search") -> "SearchSettings":
+        """Validate a ``search:`` mapping; errors name the key, the value and what is allowed."""
+        data = dict(section or {})
+        check_keys(data, {f.name for f in fields(cls)}, where)
+        for key, minimum in _MINIMUM.items():
+            if key in data and not (key == "val_sequences" and data[key] is None):
+                _integer(data[key], f"{where}.{key}", minimum)
+        if "mutation_prob" in data:
+            value = data["mutation_prob"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{where}.mutation_prob must be a number in [0, 1], got {value!r}")
+        if "strategy" in data and data["strategy"] not in STRATEGIES:
+            raise ConfigError(f"{where}.strategy: {data['strategy']!r} is not one of {sorted(STRATEGIES)}")
+        if "split" in data and not isinstance(data["split"], str):
+            raise ConfigError(f"{where}.split must be a split name, got {data['split']!r}")
+        data["budgets"] = _budgets(data.get("budgets") or {}, f"{where}.budgets")
+        data["latency"] = _numbers(data.get("latency") or {}, LATENCY_DEFAULTS, f"{where}.latency")
+        data["ray"] = _numbers(data.get("ray") or {}, RAY_DEFAULTS, f"{where}.ray")
+        settings = cls(**data)
+        if settings.mutants + settings.crossovers > settings.population:
+            raise ConfigError(f"{where}: mutants + crossovers ({settings.mutants} + {settings.crossovers}) exceed the "
+                              f"population ({settings.population})")
+        if settings.topk > settings.population:
+            raise ConfigError(f"{where}: topk ({settings.topk}) exceeds the population ({settings.population})")
+        return settings
+
+    def evolution(self, seed: int) -> EvolutionConfig:
+        """The strategy's numbers."""
+        return EvolutionConfig(population=self.population, generations=self.generations, topk=self.topk,
+                               mutants=self.mutants, crossovers=self.crossovers,
+                               mutation_prob=float(self.mutation_prob), max_attempts=self.max_attempts, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_MINIMUM = {"population": 1, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0, "max_attempts": 1,
+            "calibration_images": 1, "calibration_batch": 1, "val_sequences": 1, "finalists": 1, "threads": 1}
+LATENCY_DEFAULTS: dict[str, float] = {"lut_min_run_time": 0.05, "lut_fit_subnets": 10, "min_run_time": 0.5}
+RAY_DEFAULTS: dict[str, int] = {"candidates_per_task": 4, "max_retries": 3}
+
+
+def _integer(value: Any, where: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
+
+
+def _numbers(data: Mapping[str, Any], defaults: Mapping[str, float], where: str) -> dict[str, Any]:
+    """``defaults`` overridden by ``data``: integers stay integers, every value positive."""
+    check_keys(data, set(defaults), where)
+    out = dict(defaults)
+    for key, value in data.items():
+        if isinstance(defaults[key], int):
+            _integer(value, f"{where}.{key}", 0 if key == "lut_fit_subnets" else 1)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{where}.{key} must be a positive number, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _budgets(data: Mapping[str, Any], where: str) -> dict[str, str | None]:
+    """Budget strings, checked by parsing them now."""
+    check_keys(data, {"flops", "params", "latency"}, where)
+    out = {k: (None if v is None else str(v)) for k, v in data.items()}
+    try:
+        Budgets.parse(**out)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return out
