@@ -13,7 +13,7 @@ of one path) implement :class:`TrackingNet`'s ``template(z)`` / ``track(x)`` / `
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,11 @@ class TrackingNet(nn.Module):
 
     template_size: int
     search_size: int
+    backbone_prefixes: tuple[str, ...] = ("backbone.",)
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the feature extractor (trained with the backbone learning-rate multiplier)."""
+        return (p for n, p in self.named_parameters() if n.startswith(self.backbone_prefixes))
 
     def _parts(self) -> tuple[nn.Module, PositionNorm, nn.Module, nn.Module, nn.Module, int]:
         """(backbone, position norm, neck, cls tower, reg tower, stride) of the current path."""
@@ -122,6 +127,8 @@ class TrackingNet(nn.Module):
 @register_model("lighttrack")
 class LightTrackSupernet(TrackingNet):
     """All candidates of the LightTrack space; ``set_arch(arch)`` selects the single path."""
+
+    backbone_prefixes = ("stem.", "layers.")
 
     def __init__(self, space: SearchSpace):
         super().__init__()

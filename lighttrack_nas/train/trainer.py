@@ -1,6 +1,11 @@
-"""Single-path one-shot supernet training: resumable, data-parallel, logged.
+"""Training of tracking networks: resumable, data-parallel, logged.
 
-One architecture is sampled per iteration (the same on every rank: the sampler is seeded
+:class:`Trainer` trains any tracking network (``template_size``, ``search_size``, ``stride``,
+``forward(z, x) -> (cls, reg)``, ``backbone_parameters()``) on the experiment's data with
+LightTrack's loss and schedule; :class:`SupernetTrainer` is single-path one-shot training of the
+weight-sharing supernet and :class:`SubnetTrainer` trains one architecture stand-alone.
+
+For the supernet, one architecture is sampled per iteration (the same on every rank: the sampler is seeded
 identically), the batch runs through that path only, and SGD updates only parameters that received
 gradients, so ops off the path get no momentum and no weight decay. Checkpoints hold the model,
 optimiser, sampler and RNG states and the iteration; they are written atomically, and a run killed
@@ -36,8 +41,9 @@ DEFAULT_TRAIN = {
     "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
     "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
     "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
-    "threads": None,
+    "threads": None, "optimizer": "sgd",
 }
+OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
             "description"}
 
@@ -52,6 +58,8 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     check_keys(cfg, TOP_KEYS, str(path))
     cfg["train"] = deep_merge(DEFAULT_TRAIN, cfg.get("train", {}))
     check_keys(cfg["train"], set(DEFAULT_TRAIN), f"{path}: train")
+    if cfg["train"]["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
     check_keys(cfg["sampling"], {"strategy", "accumulate"}, f"{path}: sampling")
     if "space" not in cfg or "data" not in cfg:
@@ -85,36 +93,37 @@ class _Batches:
         return self.total - self.start
 
 
-class SupernetTrainer:
-    """Trains the supernet of an experiment config into ``out_dir``."""
+class Trainer:
+    """Trains the network built by :meth:`build_model` on an experiment config into ``out_dir``."""
+
+    kind = "model"
 
     def __init__(self, cfg: dict[str, Any], out_dir: str | Path, max_iters: int | None = None, progress: bool = True):
         from ..data.sources import load_split
 
         self.cfg, self.out = cfg, Path(out_dir)
-        self.train_cfg = cfg["train"]
+        self.train_cfg = tc = cfg["train"]
         self.seed = int(cfg.get("seed", 0))
         self.rank, self.world = _init_distributed()
         self.device = _device(cfg.get("device", "auto"), self.rank)
-        if self.train_cfg["threads"]:
-            torch.set_num_threads(int(self.train_cfg["threads"]))
-        self.space = experiment_space(cfg)
+        if tc["threads"]:
+            torch.set_num_threads(int(tc["threads"]))
         torch.manual_seed(self.seed)
-        self.model = build_supernet(self.space).to(self.device)
-        if self.train_cfg["pretrained_backbone"]:
-            self._load_backbone(self.train_cfg["pretrained_backbone"])
-        tc = self.train_cfg
+        self.model = self.build_model().to(self.device)
+        if tc["pretrained_backbone"]:
+            self._load_backbone(tc["pretrained_backbone"])
         self.total = tc["epochs"] * tc["iters_per_epoch"]
         self.stop_at = min(self.total, max_iters) if max_iters else self.total
         self.accumulate = int(cfg["sampling"].get("accumulate", 1))
-        backbone = [p for n, p in self.model.named_parameters() if n.startswith(("stem.", "layers."))]
-        backbone_ids = {id(p) for p in backbone}
+        self.backbone_params = list(self.model.backbone_parameters())
+        backbone_ids = {id(p) for p in self.backbone_params}
         head = [p for p in self.model.parameters() if id(p) not in backbone_ids]
-        self.backbone_params = backbone
-        self.optimizer = torch.optim.SGD([{"params": backbone, "lr_mult": tc["backbone_lr_mult"]},
-                                          {"params": head, "lr_mult": 1.0}],
-                                         lr=tc["lr"]["start"], momentum=tc["momentum"], weight_decay=tc["weight_decay"])
-        self.sampler = PathSampler(self.space, cfg["sampling"].get("strategy", "uniform"), self.seed)
+        groups = [{"params": self.backbone_params, "lr_mult": tc["backbone_lr_mult"]}, {"params": head, "lr_mult": 1.0}]
+        if tc["optimizer"] == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=tc["lr"]["start"], weight_decay=tc["weight_decay"])
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=tc["lr"]["start"], momentum=tc["momentum"],
+                                             weight_decay=tc["weight_decay"])
         sequences = load_split(cfg["data"], "train")
         m = self.model
         self.dataset = PairDataset(sequences, m.template_size, m.search_size,
@@ -125,16 +134,30 @@ class SupernetTrainer:
         self.progress = progress and self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
 
+    def build_model(self) -> torch.nn.Module:
+        """The network to train (called once, after seeding)."""
+        raise NotImplementedError
+
+    def next_path(self) -> str:
+        """Prepare the model for the next iteration; returns what it trains (named in errors)."""
+        return self.kind
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a subclass adds to the checkpoint."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state` from a checkpoint."""
+
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": "supernet", "space": self.space.to_dict(), "config": _plain(self.cfg),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampler": self.sampler.state_dict(), "iteration": self.iteration, "skipped": self.skipped,
-                "torch_rng": torch.get_rng_state()}
+        return {"kind": self.kind, "config": _plain(self.cfg), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "skipped": self.skipped,
+                "torch_rng": torch.get_rng_state(), **self.extra_state()}
 
     def save(self) -> None:
         """Write the checkpoint atomically (temporary file, fsync, rename); rank 0 only."""
@@ -154,7 +177,7 @@ class SupernetTrainer:
         state = read_checkpoint(self.checkpoint_path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.load_extra_state(state)
         self.iteration, self.skipped = int(state["iteration"]), int(state["skipped"])
         torch.set_rng_state(state["torch_rng"])
         return True
@@ -162,9 +185,12 @@ class SupernetTrainer:
     def _load_backbone(self, path: str) -> None:
         state = read_checkpoint(path)["model"]
         own = self.model.state_dict()
-        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k.startswith(("stem.", "layers."))}
+        backbone = {id(p) for p in self.model.backbone_parameters()}
+        names = {n for n, p in self.model.named_parameters() if id(p) in backbone}
+        names |= {n for n, _ in self.model.named_buffers() if n.rsplit(".", 1)[0] + ".weight" in names}
+        matched = {k: v for k, v in state.items() if k in names and own[k].shape == v.shape}
         if not matched:
-            raise ConfigError(f"{path}: no backbone weights match this supernet (keys 'stem.*', 'layers.*')")
+            raise ConfigError(f"{path}: no backbone weights match this {self.kind}'s backbone")
         self.model.load_state_dict(matched, strict=False)
         log.info("initialised %d backbone tensors from %s", len(matched), path)
 
@@ -203,7 +229,7 @@ class SupernetTrainer:
                                                                  self.rank, self.world),
                             num_workers=int(self.cfg["data"].get("workers", 0)), persistent_workers=False)
         writer = _tensorboard(self.out) if self.rank == 0 else None
-        bar = tqdm(total=self.stop_at, initial=self.iteration, disable=not self.progress, desc="supernet",
+        bar = tqdm(total=self.stop_at, initial=self.iteration, disable=not self.progress, desc=self.kind,
                    dynamic_ncols=True)
         self.model.train()
         window: list[dict[str, float]] = []
@@ -211,8 +237,7 @@ class SupernetTrainer:
         with open(self.out / "log.jsonl", "a") as log_file:
             for batch in loader:
                 it = self.iteration
-                arch = next(self.sampler)
-                self.model.set_arch(arch)
+                path = self.next_path()
                 lr = self._set_lr(it)
                 template, search = batch["template"].to(self.device), batch["search"].to(self.device)
                 cls, reg = self.model(template, search)
@@ -220,7 +245,7 @@ class SupernetTrainer:
                                        self.model.stride, tc["label_radius_px"], tc["reg_loss_weight"])
                 if not torch.isfinite(losses["loss"]):
                     raise TrainingError(f"loss became {losses['loss'].item()} at iteration {it} "
-                                        f"(architecture {arch}); last checkpoint: {self.checkpoint_path}")
+                                        f"({path}); last checkpoint: {self.checkpoint_path}")
                 (losses["loss"] / self.accumulate).backward()
                 self.skipped += int(batch.get("skipped", torch.zeros(1)).sum())
                 self.iteration = it + 1
@@ -253,6 +278,59 @@ class SupernetTrainer:
         return self.checkpoint_path
 
 
+class SupernetTrainer(Trainer):
+    """Single-path one-shot training of the experiment's supernet (one sampled path per iteration)."""
+
+    kind = "supernet"
+
+    def build_model(self) -> torch.nn.Module:
+        self.space = experiment_space(self.cfg)
+        self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed)
+        return build_supernet(self.space)
+
+    def next_path(self) -> str:
+        arch = next(self.sampler)
+        self.model.set_arch(arch)
+        return f"architecture {arch}"
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"space": self.space.to_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+
+class SubnetTrainer(Trainer):
+    """Stand-alone training of one architecture of the experiment's space, from scratch or from
+    the weights it inherits from a trained supernet (``init_supernet``)."""
+
+    kind = "subnet"
+
+    def __init__(self, cfg: dict[str, Any], out_dir: str | Path, arch: str, init_supernet: str | Path | None = None,
+                 max_iters: int | None = None, progress: bool = True):
+        self.arch_text, self.init_supernet = arch, init_supernet
+        super().__init__(cfg, out_dir, max_iters, progress)
+
+    def build_model(self) -> torch.nn.Module:
+        from ..models.build import load_supernet
+
+        if self.init_supernet is not None:
+            supernet = load_supernet(self.init_supernet)
+            self.space = supernet.space
+            self.arch = self.space.decode(self.arch_text)
+            return supernet.extract(self.arch)
+        self.space = experiment_space(self.cfg)
+        self.arch = self.space.decode(self.arch_text)
+        return build_supernet(self.space).extract(self.arch)
+
+    def next_path(self) -> str:
+        return f"subnet {self.arch}"
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"space": self.space.to_dict(), "arch": str(self.arch),
+                "init": str(self.init_supernet) if self.init_supernet else "scratch"}
+
+
 def plot_loss_curve(log_path: Path, png: Path) -> None:
     """Loss parts against iteration from a training log."""
     import matplotlib
@@ -269,7 +347,7 @@ def plot_loss_curve(log_path: Path, png: Path) -> None:
         ax.plot(its, [r[key] for r in records], label=key)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
-    ax.set_title(f"supernet training ({Path(log_path).parent.name})")
+    ax.set_title(f"training ({Path(log_path).parent.name})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
