@@ -20,7 +20,7 @@ from ..space.space import Architecture, Constraint, SearchSpace
 Evaluate = Callable[[list[Architecture]], Sequence[float]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvolutionConfig:
     """Numbers of the search (defaults: LightTrack's published setting)."""
 
@@ -32,13 +32,6 @@ class EvolutionConfig:
     mutation_prob: float = 0.1
     max_attempts: int = 1000
     seed: int = 0
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvolutionConfig":
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown evolution setting(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
 
 
 class Search:

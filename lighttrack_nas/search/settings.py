@@ -88,17 +88,11 @@ class Budgets:
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """Every number of a search (defaults: LightTrack's published evolution)."""
+class SearchSettings(EvolutionConfig):
+    """Every number of a search: the evolution's (defaults: LightTrack's published setting; the
+    seed is the experiment's, not part of this section) and the scoring, latency and Ray settings."""
 
     strategy: str = "evolution"
-    population: int = 48
-    generations: int = 20
-    topk: int = 10
-    mutants: int = 24
-    crossovers: int = 24
-    mutation_prob: float = 0.1
-    max_attempts: int = 1000
     calibration_images: int = 2000
     calibration_batch: int = 32
     split: str = "val"
@@ -113,7 +107,7 @@ class SearchSettings:
     def from_config(cls, section: Mapping[str, Any] | None, where: str = "search") -> "SearchSettings":
         """Validate a ``search:`` mapping; errors name the key, the value and what is allowed."""
         data = dict(section or {})
-        check_keys(data, {f.name for f in fields(cls)}, where)
+        check_keys(data, {f.name for f in fields(cls)} - {"seed"}, where)
         for key, minimum in _MINIMUM.items():
             if key in data and not (key == "val_sequences" and data[key] is None):
                 _integer(data[key], f"{where}.{key}", minimum)
@@ -138,13 +132,7 @@ class SearchSettings:
 
     def evolution(self, seed: int) -> EvolutionConfig:
         """The strategy's numbers."""
-        return EvolutionConfig(population=self.population, generations=self.generations, topk=self.topk,
-                               mutants=self.mutants, crossovers=self.crossovers,
-                               mutation_prob=float(self.mutation_prob), max_attempts=self.max_attempts, seed=seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+        return EvolutionConfig(**{**{f.name: getattr(self, f.name) for f in fields(EvolutionConfig)}, "seed": seed})
 
 _MINIMUM = {"population": 1, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0, "max_attempts": 1,
             "calibration_images": 1, "calibration_batch": 1, "val_sequences": 1, "finalists": 1, "threads": 1}
