@@ -134,6 +134,7 @@ class SearchSettings(EvolutionConfig):
         """The strategy's numbers."""
         return EvolutionConfig(**{**{f.name: getattr(self, f.name) for f in fields(EvolutionConfig)}, "seed": seed})
 
+
 _MINIMUM = {"population": 1, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0, "max_attempts": 1,
             "calibration_images": 1, "calibration_batch": 1, "val_sequences": 1, "finalists": 1, "threads": 1}
 LATENCY_DEFAULTS: dict[str, float] = {"lut_min_run_time": 0.05, "lut_fit_subnets": 10, "min_run_time": 0.5}
