@@ -15,13 +15,14 @@ import ast
 import glob
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data.sequence import Sequence
-from .metrics import GOT10kResult, OPEResult, evaluate_got10k, evaluate_ope, frame_rate
+from .metrics import GOT10kResult, OPEResult, Runs, evaluate_got10k, evaluate_ope, frame_rate
 
 LAYOUTS = ("got10k", "otb")
 _TIME_SUFFIX = "_time.txt"
@@ -212,31 +213,45 @@ class TrackerScore:
 
 
 def score_results(sequences: list[Sequence], results: TrackerResults) -> TrackerScore:
-    """Score a tracker's results on ``sequences`` with both protocols.
+    """Score a tracker's result files on ``sequences`` with both protocols (see :func:`score_tracks`).
+
+    Every sequence needs a result file and ground truth beyond its first frame (a withheld test
+    split cannot be scored here; that is reported before any missing result file).
+    """
+    _check_scorable(sequences)
+    return score_tracks(sequences, {s.name: results.runs(s.name) for s in sequences},
+                        {s.name: results.times(s.name) for s in sequences}, results.name)
+
+
+def score_tracks(sequences: list[Sequence], preds: Mapping[str, Runs],
+                 times: Mapping[str, np.ndarray | None] | None = None, name: str = "tracker") -> TrackerScore:
+    """Score predicted boxes (one ``(N, 4)`` run or a list of runs per sequence name) with both protocols.
 
     GOT-10k protocol: frames 2..N with cover label > 0 (``visible`` when a data set has no cover
     labels), boxes clipped to the image, all runs pooled. OPE: every frame with known ground
-    truth, absent targets (``visible`` False) counted as failures. Every sequence needs a result
-    file and ground truth beyond its first frame (a withheld test split cannot be scored here).
+    truth, absent targets (``visible`` False) counted as failures. ``times`` (seconds per frame,
+    first frame included) give the frame rates. Every sequence needs ground truth beyond its
+    first frame.
     """
+    _check_scorable(sequences)
+    times = times or {}
+    gts = {seq.name: seq.boxes for seq in sequences}
+    covers = {seq.name: seq.cover if seq.cover is not None else seq.visible.astype(np.int64) for seq in sequences}
+    timed = [t for t in times.values() if t is not None]
+    return TrackerScore(
+        name=name,
+        got10k=evaluate_got10k(gts, preds, covers, {seq.name: image_size(seq) for seq in sequences}),
+        ope=evaluate_ope(gts, preds, {seq.name: seq.visible for seq in sequences}),
+        fps=frame_rate(timed),
+        sequence_fps={seq.name: None if times.get(seq.name) is None else frame_rate(times[seq.name])
+                      for seq in sequences},
+    )
+
+
+def _check_scorable(sequences: list[Sequence]) -> None:
     if not sequences:
         raise ValueError("the data set has no sequences")
-    gts, preds, covers, visible, sizes, times = {}, {}, {}, {}, {}, {}
     for seq in sequences:
         if not np.isfinite(seq.boxes[1:]).all(axis=1).any():
             raise ValueError(f"sequence {seq.name!r} has no ground truth after its first frame "
                              "(a test split whose annotations are withheld cannot be scored locally)")
-        gts[seq.name] = seq.boxes
-        preds[seq.name] = results.runs(seq.name)
-        covers[seq.name] = seq.cover if seq.cover is not None else seq.visible.astype(np.int64)
-        visible[seq.name] = seq.visible
-        sizes[seq.name] = image_size(seq)
-        times[seq.name] = results.times(seq.name)
-    timed = [t for t in times.values() if t is not None]
-    return TrackerScore(
-        name=results.name,
-        got10k=evaluate_got10k(gts, preds, covers, sizes),
-        ope=evaluate_ope(gts, preds, visible),
-        fps=frame_rate(timed),
-        sequence_fps={name: None if t is None else frame_rate(t) for name, t in times.items()},
-    )

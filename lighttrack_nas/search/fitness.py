@@ -17,8 +17,9 @@ from ..data.pairs import PairDataset
 from ..data.sequence import Sequence
 from ..evaluate.metrics import evaluate_got10k
 from ..evaluate.results import image_size
+from ..evaluate.tracking import track_sequences
 from ..space.space import Architecture
-from ..tracker import Tracker, TrackerConfig
+from ..tracker import TrackerConfig
 
 
 @dataclass
@@ -69,12 +70,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Seq[tuple[torch.Tensor, tor
 
 def track_and_score(model: nn.Module, sequences: list[Sequence], config: TrackerConfig | None = None) -> TrackScore:
     """Run the tracker over ``sequences`` and score them with the GOT-10k protocol."""
-    tracker = Tracker(model, config)
-    preds, frames, seconds = {}, 0, 0.0
-    for seq in sequences:
-        boxes, times = tracker.track_sequence(seq)
-        preds[seq.name] = boxes
-        frames, seconds = frames + len(times) - 1, seconds + float(np.sum(times[1:]))
+    preds, times = track_sequences(model, sequences, config)
+    frames = sum(len(t) - 1 for t in times.values())
+    seconds = sum(float(np.sum(t[1:])) for t in times.values())
     return score_predictions(sequences, preds, fps=frames / seconds if seconds else 0.0)
 
 
