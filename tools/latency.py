@@ -2,6 +2,8 @@
 """Measure and predict per-frame network latency.
 
   --arch ARCH            measure one architecture (median of many runs after warm-up)
+  --checkpoint CKPT      measure a checkpoint's network: a stand-alone one (e.g. a dense or pruned
+                         cnn from tools/train_baseline.py / tools/prune.py), a subnet, or --arch of a supernet
   --lut LUT --arch ARCH  also print the LUT's prediction
   --lut LUT --validate N measure N random subnets: fraction predicted within +-10 %, RMSE, and a
                          predicted-vs-measured PNG (--plot)
@@ -17,7 +19,7 @@ from tqdm import tqdm
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, latency_result, network_latency, validate_table
 from lighttrack_nas.machine import describe_machine
-from lighttrack_nas.models import build_supernet, load_space
+from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,6 +27,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
     p.add_argument("--lut", help="latency table from tools/build_latency_lut.py")
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
+    p.add_argument("--checkpoint", help="measure this checkpoint's network (see above)")
     p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the LUT's, else 1)")
     p.add_argument("--backend", default=None, choices=BACKENDS,
@@ -33,10 +36,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--plot", help="PNG of predicted vs measured latency (with --validate)")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args()
-    if not args.arch and not args.validate:
-        p.error("give --arch and/or --lut LUT --validate N")
+    if not args.arch and not args.validate and not args.checkpoint:
+        p.error("give --arch, --checkpoint and/or --lut LUT --validate N")
     if args.validate and not args.lut:
         p.error("--validate needs --lut")
+    if args.checkpoint and (args.lut or args.validate):
+        p.error("--checkpoint measures one network; --lut/--validate belong to a search space")
     return args
 
 
@@ -70,7 +75,10 @@ def main() -> int:
     threads = args.threads or (table.meta["threads"] if table else 1)
     backend = args.backend or (table.meta.get("backend", "torch") if table else "torch")
     out: dict = {"machine": describe_machine(), "threads": threads, "backend": backend}
-    if args.arch:
+    if args.checkpoint:
+        model = load_tracking_model(args.checkpoint, args.arch)  # its own stored space, if any
+        out["measured"] = latency_result(network_latency(model, threads, backend=backend))
+    elif args.arch:
         arch = space.decode(args.arch)
         out["measured"] = latency_result(network_latency(supernet.extract(arch), threads, backend=backend))
         if table:

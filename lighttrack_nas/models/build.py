@@ -1,6 +1,7 @@
 """One-line builders: spaces from YAML, supernets, subnets, and tracking models from checkpoints."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from ..space.space import Architecture, SearchSpace
-from .registry import model_builder
+from .registry import model_builder, spec_families
 
 
 def load_space(space: str | Path | SearchSpace) -> SearchSpace:
@@ -27,6 +28,15 @@ def build_subnet(space: str | Path | SearchSpace, arch: str | Architecture) -> n
     space = load_space(space)
     arch = arch if isinstance(arch, Architecture) else space.decode(arch)
     return build_supernet(space).extract(arch)
+
+
+def build_model(spec: Mapping[str, Any]) -> nn.Module:
+    """A stand-alone tracking network from a ``model:`` section or a checkpoint's ``model_spec``;
+    its ``family`` names the registered class (e.g. ``cnn``)."""
+    family = spec.get("family") if isinstance(spec, Mapping) else None
+    if family not in spec_families():
+        raise ValueError(f"model.family: {family!r} is not one of {spec_families()}")
+    return model_builder(family).from_spec(spec)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -65,10 +75,18 @@ def load_tracking_model(checkpoint: str | Path | None, arch: str | None,
 
     - supernet checkpoint (``kind: supernet``): the subnet of ``arch`` with inherited weights;
     - subnet checkpoint (``kind: subnet``, holding its ``arch``): that subnet with its weights;
+    - checkpoint of a stand-alone family (``kind`` e.g. ``cnn``, holding its ``model_spec``: dense or
+      pruned widths): that network with its weights (no ``arch`` or space involved);
     - no checkpoint: ``arch`` with random weights (speed measurements).
     The space is the one stored in the checkpoint unless ``space`` is given.
     """
     data = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if data is not None and "model_spec" in data:
+        if arch is not None:
+            raise ValueError(f"{checkpoint}: holds a {data.get('kind')!r} network, which takes no --arch")
+        model = build_model(data["model_spec"])
+        model.load_state_dict(data["model"])
+        return model.eval()
     if data is None and space is None:
         raise ValueError("without a checkpoint, a search space (--space) is needed")
     space = checkpoint_space(data or {}, space)

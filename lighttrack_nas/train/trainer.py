@@ -45,7 +45,7 @@ DEFAULT_TRAIN = {
 }
 OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
-            "description"}
+            "description", "model", "prune"}
 
 
 class TrainingError(RuntimeError):

@@ -1,0 +1,176 @@
+"""The dense CNN tracker (family cnn) and its pruning: shapes, tracker, checkpoints, budgets, slimming."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lighttrack_nas.compress import BudgetError, MinWidths, check_budget, measure, prune_checkpoint, prune_to_budget
+from lighttrack_nas.data.sources import load_split
+from lighttrack_nas.deploy import inference_model
+from lighttrack_nas.models import SiameseCNN, build_model, build_supernet, load_tracking_model, read_checkpoint
+from lighttrack_nas.tracker import Tracker
+from lighttrack_nas.train.baseline import BaselineTrainer
+from lighttrack_nas.train.trainer import experiment_space, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO_CNN = {"family": "cnn", "template_size": 32, "search_size": 64, "cls_scale": 1.0, "reg_scale": 8,
+             "widths": {"stem": 8, "stages": [{"stride": 2, "out": 16, "blocks": [[16]]},
+                                              {"stride": 2, "out": 24, "blocks": [[24], [24]]},
+                                              {"stride": 2, "out": 32, "blocks": [[16, 16]]}],  # bottleneck
+                        "neck": 8, "cls_tower": [16, 16], "reg_tower": [16]}}
+
+
+@pytest.fixture(scope="module")
+def cnn_config(micro_config, tmp_path_factory):
+    """The micro experiment with a micro CNN and a prune section (2-iteration trainings)."""
+    cfg = yaml.safe_load(Path(micro_config).read_text())
+    cfg["model"] = MICRO_CNN
+    cfg["train"].update({"epochs": 1, "iters_per_epoch": 2, "batch_size": 2, "freeze_backbone_epochs": 0,
+                         "checkpoint_every": 1})
+    short = {"epochs": 1, "iters_per_epoch": 2}
+    cfg["prune"] = {"min_width": 2, "sparsity": {"l1": 1e-3, "train": short}, "finetune": {"train": short},
+                    "latency": {"threads": 1, "min_run_time": 0.01}}
+    path = tmp_path_factory.mktemp("cnn") / "cnn_micro.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dense_checkpoint(cnn_config, tmp_path_factory):
+    """tools/train_baseline.py, two iterations."""
+    out = tmp_path_factory.mktemp("dense")
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_baseline.py"), "--config", str(cnn_config),
+                           "--out", str(out), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out / "checkpoint.pt"
+
+
+def _model(seed: int = 0) -> SiameseCNN:
+    torch.manual_seed(seed)
+    return build_model(MICRO_CNN).eval()
+
+
+def _outputs(model, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    z, x = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        return model.eval()(z, x)
+
+
+def test_shapes_match_the_lighttrack_subnet_and_the_tracker_runs_it(micro_config):
+    cfg = load_experiment(micro_config)
+    space = experiment_space(cfg)
+    subnet = build_supernet(space).extract(space.sample(0)).eval()
+    cnn = _model()
+    for attr in ("template_size", "search_size", "stride", "score_size"):
+        assert getattr(cnn, attr) == getattr(subnet, attr)
+    assert [t.shape for t in _outputs(cnn)] == [t.shape for t in _outputs(subnet)] == [(2, 1, 4, 4), (2, 4, 4, 4)]
+    seq = load_split(cfg["data"], "val")[0]
+    for model in (cnn, inference_model(cnn)):  # training form and the fused deployment form
+        boxes, times = Tracker(model).track_sequence(seq)
+        assert boxes.shape == (len(seq), 4) and torch.isfinite(torch.from_numpy(boxes)).all() and len(times) == len(seq)
+
+
+def test_spec_round_trip_and_clear_width_errors():
+    model = _model()
+    assert model.spec() == {**MICRO_CNN, "attention_reduction": 1}
+    bad = {**MICRO_CNN, "widths": {**MICRO_CNN["widths"], "stem": 0}}
+    with pytest.raises(ValueError, match=r"model.widths.stem: expected a positive integer"):
+        build_model(bad)
+    with pytest.raises(ValueError, match=r"model.family: 'vit' is not one of \['cnn'\]"):
+        build_model({**MICRO_CNN, "family": "vit"})
+
+
+def test_checkpoint_round_trip_with_weights_only(dense_checkpoint):
+    data = torch.load(dense_checkpoint, map_location="cpu", weights_only=True)
+    assert data["kind"] == "cnn" and data["model_spec"]["widths"] == MICRO_CNN["widths"]
+    model = load_tracking_model(dense_checkpoint, None)
+    reference = build_model(data["model_spec"])
+    reference.load_state_dict(data["model"])
+    for a, b in zip(_outputs(model), _outputs(reference)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="takes no --arch"):
+        load_tracking_model(dense_checkpoint, "some-arch")
+
+
+@pytest.mark.parametrize("budget", [0.5, 0.05])
+def test_pruning_meets_the_budget_and_reloads_from_its_widths(budget):
+    model = _model()
+    result = prune_to_budget(model, budget, "macs", "magnitude", MinWidths(1), progress=False)
+    assert 0 < result.pruned["macs"] <= budget * result.dense["macs"]
+    assert result.pruned == measure(model) and result.pruned["params"] < result.dense["params"]
+    spec = model.spec()
+    assert spec["widths"]["neck"] == MICRO_CNN["widths"]["neck"]
+    assert [p.conv.out_channels for p in model.predictors] == [1, 4]
+    outputs = _outputs(model)
+    assert [t.shape for t in outputs] == [(2, 1, 4, 4), (2, 4, 4, 4)]
+    rebuilt = build_model(spec)
+    rebuilt.load_state_dict(model.state_dict())
+    for a, b in zip(outputs, _outputs(rebuilt)):
+        assert torch.equal(a, b)
+
+
+def test_params_budget_and_slimming_criterion():
+    model = _model()
+    result = prune_to_budget(model, 0.3, "params", "slimming", MinWidths(1), progress=False)
+    assert result.pruned["params"] <= 0.3 * result.dense["params"]
+
+
+def test_minimum_widths_are_respected():
+    mins = MinWidths(3, (("backbone.0.*", 6), ("cls_tower.*", 5)))
+    dense, smallest = check_budget(_model(), 0.5, "macs", mins)
+    model = _model()  # a budget of exactly the smallest cost forces every group to its minimum
+    prune_to_budget(model, (smallest["macs"] + 0.5) / dense["macs"], "macs", "magnitude", mins, progress=False)
+    w = model.spec()["widths"]
+    assert w["stem"] == 6 and all(c == 5 for c in w["cls_tower"]) and all(c == 3 for c in w["reg_tower"])
+    assert all(s["out"] == 3 and all(c == 3 for b in s["blocks"] for c in b) for s in w["stages"])
+
+
+def test_unreachable_budget_names_the_budget_and_the_smallest_cost(cnn_config, dense_checkpoint, tmp_path):
+    with pytest.raises(BudgetError, match=r"budget 1e-06 .* smallest achievable is [0-9.]+ M macs"):
+        prune_to_budget(_model(), 1e-6, progress=False)
+    cfg = load_experiment(cnn_config)
+    with pytest.raises(BudgetError, match="budget 1e-06"):
+        prune_checkpoint(cfg, dense_checkpoint, tmp_path, 1e-6, criterion="slimming", progress=False)
+    assert not (tmp_path / "sparsity").exists()  # refused before any training
+
+
+def test_slimming_l1_shrinks_batchnorm_scales(cnn_config, tmp_path):
+    cfg = load_experiment(cnn_config)
+    scales = {}
+    for l1 in (0.0, 0.05):
+        trainer = BaselineTrainer(cfg, tmp_path / str(l1), MICRO_CNN, _model().state_dict(), bn_l1=l1, progress=False)
+        trainer.train()
+        scales[l1] = torch.cat([w.detach().abs() for w in trainer.bn_scales])
+    shrink = scales[0.0] - scales[0.05]  # same seed and data: the L1 term is the only difference
+    assert shrink.min() > 0 and shrink.mean() > 1e-5
+
+
+def test_prune_tool_end_to_end_and_resume(cnn_config, dense_checkpoint, tmp_path):
+    out = tmp_path / "pruned"
+    cmd = [sys.executable, str(ROOT / "tools" / "prune.py"), "--config", str(cnn_config), "--checkpoint",
+           str(dense_checkpoint), "--budget", "0.3", "--criterion", "slimming", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "prune.json").read_text())
+    assert report["criterion"] == "slimming" and report["budget_kind"] == "macs"
+    assert report["achieved"]["macs"] <= 0.3 and report["pruned"]["macs"] < report["dense"]["macs"]
+    assert report["sparsity"] == {"l1": 1e-3, "iterations": 2, "batch_size": 2}
+    assert report["finetune"] == {"iterations": 2, "batch_size": 2}
+    assert report["dense"]["latency_ms"] > 0 and report["pruned"]["latency_ms"] > 0
+    data = read_checkpoint(out / "checkpoint.pt")
+    assert data["kind"] == "cnn" and data["model_spec"]["widths"] == report["pruned"]["widths"]
+    model = load_tracking_model(out / "checkpoint.pt", None)
+    assert measure(model)["macs"] == report["pruned"]["macs"]
+    assert [t.shape for t in _outputs(model)] == [(2, 1, 4, 4), (2, 4, 4, 4)]
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    cfg = load_experiment(cnn_config)
+    resumed = prune_checkpoint(cfg, dense_checkpoint, out, 0.3, criterion="slimming", resume=True, progress=False)
+    assert resumed["pruned"]["widths"] == report["pruned"]["widths"]
+    with pytest.raises(ValueError, match="was pruned for"):
+        prune_checkpoint(cfg, dense_checkpoint, out, 0.5, criterion="slimming", resume=True, progress=False)
