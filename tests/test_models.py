@@ -139,3 +139,34 @@ def test_checkpoints_never_execute_code(tmp_path, tiny_space):
         load_tracking_model(path, "lighttrack-mobile", tiny_space)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_tracking_model(tmp_path / "nope.pt", "lighttrack-mobile", tiny_space)
+
+
+def test_shared_tower_kernels(tiny_space):
+    from lighttrack_nas.space import SearchSpace
+
+    spec = tiny_space.to_dict()
+    spec["settings"]["head_share_kernels"] = ["dsconv"]
+    space = SearchSpace.from_dict(spec)
+    torch.manual_seed(0)
+    net = build_supernet(space).eval()
+    plain = build_supernet(tiny_space)
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in plain.parameters())
+    choice = net.towers["cls"].candidates["128"][1]
+    k3, k5 = choice.candidates["k3"], choice.candidates["k5"]
+    assert k3.shared is k5.shared and k5.shared.depthwise.weight.shape[-1] == 5
+    arch = dict(space.sample(3).items())
+    arch.update({"cls_w": 128, "cls.1": "k3"})
+    arch = space.validate(arch)
+    net.set_arch(arch)
+    z, x = _inputs(net)
+    with torch.no_grad():
+        expected = net(z, x)
+        sub = net.extract(arch).eval()
+        got = sub(z, x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+    layer = sub.cls_tower[1]
+    assert layer.depthwise.weight.shape[-1] == 3
+    assert torch.equal(layer.depthwise.weight, k5.shared.depthwise.weight[..., 1:4, 1:4])
+    # the shared weights are on the path of both kernels, exactly once
+    on_path = path_parameters(net)
+    assert sum(p is k5.shared.depthwise.weight for p in on_path) == 1

@@ -4,11 +4,16 @@
 arch)`` points each LayerChoice at ``arch[label]`` (single path), and ``freeze(model, arch)``
 returns a deep copy in which every LayerChoice is replaced by a copy of its chosen candidate,
 so no choice machinery and no unused weights remain (NNI's ``freeze(sample) -> nn.Module``).
+
+Kernel sharing (OFA's elastic kernel): candidates of one op type that differ only in ``kernel``
+can share one set of weights, the smaller kernels using the centre of the largest
+(:class:`SharedKernel`); ops that support it implement ``forward(x, kernel=k)`` and
+``with_kernel(k)``.
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -36,10 +41,46 @@ class LayerChoice(nn.Module):
         return f"label={self.label!r}, active={self.active!r}"
 
 
+class SharedKernel(nn.Module):
+    """A candidate running the shared op ``shared`` with the centre ``kernel x kernel`` taps."""
+
+    def __init__(self, shared: nn.Module, kernel: int):
+        super().__init__()
+        self.shared, self.kernel = shared, kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(x, kernel=self.kernel)
+
+    def materialize(self) -> nn.Module:
+        """The plain op with its own (cropped) weights, for stand-alone subnets."""
+        return self.shared.with_kernel(self.kernel)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}"
+
+
 def op_choice(label: str, values: list[Any], ops: Mapping[str, Mapping[str, Any]], in_channels: int,
-              out_channels: int, stride: int = 1) -> LayerChoice:
-    """A LayerChoice whose candidates are the registered ops named by ``values``."""
-    return LayerChoice(label, {str(v): build_op(ops[v], in_channels, out_channels, stride) for v in values})
+              out_channels: int, stride: int = 1, share_kernels: Collection[str] = ()) -> LayerChoice:
+    """A LayerChoice whose candidates are the registered ops named by ``values``.
+
+    Candidates whose op type is in ``share_kernels`` and whose specs differ only in ``kernel`` share
+    the weights of the largest kernel among them."""
+    groups: dict[str, list[Any]] = {}
+    for v in values:
+        spec = ops[v]
+        if spec.get("type") in share_kernels and "kernel" in spec:
+            groups.setdefault(repr(sorted((k, x) for k, x in spec.items() if k != "kernel")), []).append(v)
+    candidates: dict[str, nn.Module] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            largest = max(members, key=lambda v: int(ops[v]["kernel"]))
+            shared = build_op(ops[largest], in_channels, out_channels, stride)
+            if not hasattr(shared, "with_kernel"):
+                raise TypeError(f"{label}: op type {ops[largest]['type']!r} does not support kernel sharing "
+                                f"(it needs forward(x, kernel=k) and with_kernel(k))")
+            candidates.update({str(v): SharedKernel(shared, int(ops[v]["kernel"])) for v in members})
+    return LayerChoice(label, {str(v): candidates.get(str(v)) or build_op(ops[v], in_channels, out_channels, stride)
+                               for v in values})
 
 
 def activate(model: nn.Module, arch: Mapping[str, Any]) -> None:
@@ -61,6 +102,8 @@ def freeze(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
 def _replace_choices(module: nn.Module) -> nn.Module:
     if isinstance(module, LayerChoice):
         return _replace_choices(module.chosen())
+    if isinstance(module, SharedKernel):
+        return module.materialize()
     for name, child in list(module.named_children()):
         setattr(module, name, _replace_choices(child))
     return module
@@ -68,6 +111,14 @@ def _replace_choices(module: nn.Module) -> nn.Module:
 
 def path_parameters(model: nn.Module) -> list[torch.nn.Parameter]:
     """Parameters on the active path (excluding every inactive LayerChoice candidate)."""
-    inactive = {id(p) for m in model.modules() if isinstance(m, LayerChoice)
-                for name, cand in m.candidates.items() if name != m.active for p in cand.parameters()}
-    return [p for p in model.parameters() if id(p) not in inactive]
+    seen: dict[int, torch.nn.Parameter] = {}
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if isinstance(module, LayerChoice):
+            stack.append(module.chosen())
+            continue
+        seen.update({id(p): p for p in module.parameters(recurse=False)})
+        stack.extend(module.children())
+    order = {id(p): i for i, p in enumerate(model.parameters())}
+    return sorted(seen.values(), key=lambda p: order[id(p)])

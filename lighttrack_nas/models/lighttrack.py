@@ -163,13 +163,15 @@ class LightTrackSupernet(TrackingNet):
             str(st): CorrelationNeck((self.template_size // st) ** 2, neck_ch, int(s.get("channel_attention_reduction", 1)))
             for st in sorted({p.stride for p in positions.values()})})
         scales = {"cls": float(s.get("cls_scale", 0.1)), "reg": float(s.get("reg_scale", 16))}
+        share = list(s.get("head_share_kernels", []))  # op types whose kernel variants share tower weights
         self.towers = nn.ModuleDict()
         for kind in ("cls", "reg"):
             widths = {}
             for w in space.choice(f"{kind}_w").values:
                 width = make_divisible(int(w) * hmult)
                 tower_choices = [c for c in space.choices if c.group == kind]
-                ops = [op_choice(c.label, list(c.values), space.ops, neck_ch if i == 0 else width, width)
+                ops = [op_choice(c.label, list(c.values), space.ops, neck_ch if i == 0 else width, width,
+                                 share_kernels=share)
                        for i, c in enumerate(tower_choices)]
                 widths[str(w)] = nn.Sequential(*ops, Predictor(width, kind, scales[kind]))
             self.towers[kind] = LayerChoice(f"{kind}_w", widths)

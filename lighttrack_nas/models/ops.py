@@ -114,8 +114,31 @@ class SeparableConvBNReLU(nn.Module):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.pointwise(self.depthwise(x))))
+    def forward(self, x: torch.Tensor, kernel: int | None = None) -> torch.Tensor:
+        """``kernel``: run with the centre ``kernel x kernel`` of the depthwise weights (kernel sharing)."""
+        if kernel is None or kernel == self.depthwise.kernel_size[0]:
+            y = self.depthwise(x)
+        else:
+            y = F.conv2d(x, centre_crop(self.depthwise.weight, kernel), None, self.depthwise.stride, kernel // 2,
+                         groups=self.depthwise.groups)
+        return F.relu(self.bn(self.pointwise(y)))
+
+    def with_kernel(self, kernel: int) -> "SeparableConvBNReLU":
+        """A stand-alone copy running with the centre ``kernel x kernel`` of the depthwise weights."""
+        dw = self.depthwise
+        out = SeparableConvBNReLU(dw.in_channels, self.pointwise.out_channels, dw.stride[0], kernel)
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        state["depthwise.weight"] = centre_crop(dw.weight, kernel).clone()
+        out.load_state_dict(state)
+        return out
+
+
+def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centre ``kernel x kernel`` taps of a conv weight ``(O, I, K, K)``."""
+    offset = (weight.shape[-1] - kernel) // 2
+    if offset < 0:
+        raise ValueError(f"cannot take a {kernel}x{kernel} kernel from a {weight.shape[-1]}x{weight.shape[-1]} one")
+    return weight[..., offset: offset + kernel, offset: offset + kernel]
 
 
 class Skip(nn.Identity):

@@ -11,6 +11,8 @@ Tokens of one group (choices sharing a ``group``) are joined by ``-``, groups by
 """
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -174,8 +176,8 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         """A ``from_dict``-compatible mapping (choices expanded), e.g. to store in a checkpoint."""
-        return {"name": self.name, "model": self.model, "formats": self.formats, "settings": self.settings,
-                "ops": self.ops, "presets": {k: str(v) for k, v in self.presets.items()},
+        return {"name": self.name, "model": self.model, "formats": copy.deepcopy(self.formats),
+                "settings": copy.deepcopy(self.settings), "ops": copy.deepcopy(self.ops), "presets": {k: str(v) for k, v in self.presets.items()},
                 "choices": [{"name": c.label, "values": list(c.values), "kind": c.kind, "group": c.group}
                             for c in self.choices]}
 
