@@ -1,6 +1,7 @@
 """The main job: the tiny pipeline end to end, stage by stage, each stage resumable.
 
-data -> supernet training -> supernet evaluation (weight-sharing quality) -> cost table.
+data -> supernet training -> supernet evaluation (weight-sharing quality) -> cost table ->
+evolutionary search under the budgets of the config's ``search:`` section (when it has one).
 A stage whose output exists is skipped (training resumes from its checkpoint), so an interrupted
 run continues where it stopped when started again with the same output directory.
 """
@@ -20,8 +21,9 @@ from .cost import CostTable
 from .data.sources import load_split
 from .models import build_supernet, load_supernet
 from .search.fitness import SubnetEvaluator, calibration_batches, reference_architectures, static_baseline
+from .search.runner import run_search
 from .tracker import TrackerConfig
-from .train import SupernetTrainer, experiment_space
+from .train import SupernetTrainer, experiment_space, load_experiment
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,18 @@ def stage_costs(checkpoint: Path, out: Path, samples: int, seed: int = 0) -> lis
     return rows
 
 
-def run_pipeline(cfg: dict[str, Any], out: str | Path, tracker_yaml: str | Path = "experiments/tracker.yaml",
+def stage_search(config: str | Path, checkpoint: Path, out: Path, progress: bool = True) -> dict[str, Any]:
+    """The search of the config's ``search:`` section (its budgets), resumed if interrupted."""
+    if (out / "best.json").exists():
+        return json.loads((out / "best.json").read_text())
+    return run_search(config, checkpoint, out, resume=(out / "state.json").exists(), progress=progress)
+
+
+def run_pipeline(config: str | Path, out: str | Path, tracker_yaml: str | Path = "experiments/tracker.yaml",
                  calibration_images: int = 256, progress: bool = True) -> dict[str, Any]:
-    """Run every stage into ``out``; returns the summary also written to ``out/summary.json``."""
+    """Run every stage of the experiment ``config`` into ``out``; returns the summary also written
+    to ``out/summary.json``."""
+    cfg = load_experiment(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
@@ -100,6 +111,9 @@ def run_pipeline(cfg: dict[str, Any], out: str | Path, tracker_yaml: str | Path 
         report_path.write_text(json.dumps(report, indent=2))
     summary["supernet_eval"] = json.loads(report_path.read_text())
     summary["costs"] = timed("costs", stage_costs, checkpoint, out / "costs.csv", 8)
+    if cfg.get("search"):
+        found = timed("search", stage_search, config, checkpoint, out / "search", progress)
+        summary["search"] = {k: found.get(k) for k in ("budgets", "best", "evaluations", "search_seconds")}
     summary["seconds"] = timings
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

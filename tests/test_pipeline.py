@@ -3,25 +3,38 @@ import json
 import subprocess
 import sys
 
+import yaml
 from conftest import ROOT
+
+MICRO_SEARCH = {"population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
+                "calibration_batch": 4, "val_sequences": 1, "finalists": 2, "budgets": {"latency": "1s"},
+                "latency": {"lut_min_run_time": 0.002, "lut_fit_subnets": 2, "min_run_time": 0.01}}
 
 
 def test_main_job_runs_end_to_end_and_skips_finished_stages(micro_config, tmp_path):
-    cmd = [sys.executable, str(ROOT / "tools" / "demo.py"), "--config", str(micro_config), "--out", str(tmp_path),
+    config = tmp_path / "micro_search.yaml"
+    config.write_text(yaml.safe_dump({"extends": str(micro_config), "space": str(ROOT / "search_spaces" / "lighttrack_tiny.yaml"),
+                                      "search": MICRO_SEARCH}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "tools" / "demo.py"), "--config", str(config), "--out", str(out),
            "--calibration-images", "8", "--no-progress"]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["data"] == {"train": 3, "val": 2}
     ev = summary["supernet_eval"]
     for name in ("largest", "median"):
         assert 0.0 <= ev[name]["trained"]["ao"] <= 1.0 and 0.0 <= ev[name]["untrained"]["ao"] <= 1.0
     assert ev["largest"]["macs"] >= ev["median"]["macs"]
     assert 0.0 < ev["static_baseline"]["ao"] < 1.0
-    assert (tmp_path / "supernet" / "loss.png").exists() and (tmp_path / "costs.csv").exists()
+    assert (out / "supernet" / "loss.png").exists() and (out / "costs.csv").exists()
     assert "static-box baseline" in first.stdout
+    found = summary["search"]
+    assert found["evaluations"] == 8 and found["budgets"]["latency"] == 1.0
+    assert found["best"]["latency_ms"] is not None and 0.0 <= found["best"]["ao"] <= 1.0
+    assert (out / "search" / "pareto.png").exists() and (out / "search" / "latency_lut.json").exists()
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
-    again = json.loads((tmp_path / "summary.json").read_text())
-    assert again["supernet_eval"] == ev  # evaluation reused, training not repeated
+    again = json.loads((out / "summary.json").read_text())
+    assert again["supernet_eval"] == ev and again["search"] == found  # evaluation and search reused
     assert "train supernet" in again["seconds"] and again["seconds"]["train supernet"] < summary["seconds"]["train supernet"]

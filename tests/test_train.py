@@ -85,6 +85,34 @@ def test_off_path_parameters_get_no_update(micro_config, tmp_path):
     assert not ids_with_state - on_path  # no momentum buffers off the path
 
 
+def test_head_paths_average_the_losses_of_several_head_configurations(micro_config, tmp_path):
+    from lighttrack_nas.train import tracking_loss
+
+    cfg = load_experiment(micro_config, {"sampling": {"head_paths": 3}})
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    batch = {k: torch.stack([trainer.dataset[i][k] for i in range(4)]) for k in ("template", "search", "search_box")}
+    trainer.model.train()
+    trainer.next_path()
+    first, state = trainer.arch, trainer.sampler.state_dict()
+    heads = [first] + [trainer.sampler.resample(first, trainer.model.head_labels) for _ in range(2)]
+    trainer.sampler.load_state_dict(state)
+    assert all(a[label] == first[label] for a in heads for label in first.space.labels
+               if label not in trainer.model.head_labels)
+    assert len({str(a) for a in heads}) == 3
+    torch.manual_seed(0)
+    got = trainer.losses(batch)
+    expected = []
+    for arch in heads:
+        trainer.model.set_arch(arch)
+        cls, reg = trainer.model(batch["template"], batch["search"])
+        expected.append(tracking_loss(cls, reg, batch["search_box"], trainer.model.search_size, trainer.model.stride,
+                                      cfg["train"]["label_radius_px"], cfg["train"]["reg_loss_weight"])["loss"])
+    # BatchNorm in train mode: the backbone ran once per call in both, so statistics match
+    assert torch.allclose(got["loss"], torch.stack(expected).mean(), atol=1e-5)
+    with pytest.raises(Exception, match="head_paths"):
+        load_experiment(micro_config, {"sampling": {"head_paths": 0}})
+
+
 def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch):
     import lighttrack_nas.train.trainer as trainer_module
 

@@ -6,6 +6,8 @@
   3. supernet evaluation: largest and median-size subnets with inherited weights, BatchNorm
      recalibrated, tracking the val split; trained vs untrained vs the static-box baseline
   4. costs: MACs / params of LightTrack-Mobile and sampled architectures
+  5. search: evolution under the config's latency budget (latency table built for this machine),
+     finalists' latency measured for real; OUT/search/best.json holds the found architecture
 
 Re-running with the same --out continues where an interrupted run stopped.
 """
@@ -16,12 +18,12 @@ import logging
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.pipeline import run_pipeline
-from lighttrack_nas.train import load_experiment
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="experiments/supernet_tiny.yaml", help="experiment YAML (default: %(default)s)")
+    p.add_argument("--config", default="experiments/search_tiny.yaml",
+                   help="experiment YAML; with a search: section the search runs too (default: %(default)s)")
     p.add_argument("--tracker", default="experiments/tracker.yaml", help="tracker hyper-parameters (default: %(default)s)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
     p.add_argument("--calibration-images", type=int, default=256,
@@ -33,7 +35,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = run_pipeline(load_experiment(args.config), args.out, args.tracker, args.calibration_images,
+    summary = run_pipeline(args.config, args.out, args.tracker, args.calibration_images,
                            progress=not args.no_progress)
     ev = summary["supernet_eval"]
     print(f"\nstatic-box baseline: AO {ev['static_baseline']['ao']:.3f}")
@@ -43,8 +45,13 @@ def main() -> int:
               f"{row['untrained']['ao']:.3f} untrained  [{row['arch']}]")
     mobile = summary["costs"][0]
     print(f"LightTrack-Mobile in this space: {mobile['macs'] / 1e6:.1f} M MACs, {mobile['params'] / 1e6:.3f} M params")
+    if "search" in summary:
+        best = summary["search"]["best"]
+        print(f"search ({summary['search']['evaluations']} candidates, budgets {summary['search']['budgets']}): "
+              + (f"fitness {best['fitness']:.3f}, AO {best['ao']:.3f}, {best['macs'] / 1e6:.1f} M MACs, "
+                 f"{best['latency_ms']:.2f} ms measured  [{best['arch']}]" if best else "no candidate met the budgets"))
     print(f"stage seconds: {summary['seconds']}")
-    print(f"outputs in {args.out}: summary.json, supernet/ (checkpoint, log, loss.png), supernet_eval.json, costs.csv")
+    print(f"outputs in {args.out}: summary.json, supernet/ (checkpoint, log, loss.png), supernet_eval.json, costs.csv, search/")
     return 0
 
 

@@ -104,11 +104,19 @@ class TrackingNet(nn.Module):
         backbone, norm, *_ = self._parts()
         return norm.template(backbone(z))
 
+    def correlate(self, zf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Search features correlated with template features ``zf`` (the neck's output)."""
+        backbone, norm, neck, *_ = self._parts()
+        return neck(zf, norm.search(backbone(x)))
+
+    def predict(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both towers on the neck's output."""
+        _, _, _, cls_tower, reg_tower, _ = self._parts()
+        return cls_tower(features), reg_tower(features)
+
     def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame branch: search features, correlation with ``zf``, both towers."""
-        backbone, norm, neck, cls_tower, reg_tower, _ = self._parts()
-        feat = neck(zf, norm.search(backbone(x)))
-        return cls_tower(feat), reg_tower(feat)
+        return self.predict(self.correlate(zf, x))
 
     def template(self, z: torch.Tensor) -> None:
         """Compute and cache template features (once per sequence)."""
@@ -176,6 +184,11 @@ class LightTrackSupernet(TrackingNet):
                 widths[str(w)] = nn.Sequential(*ops, Predictor(width, kind, scales[kind]))
             self.towers[kind] = LayerChoice(f"{kind}_w", widths)
         self.set_arch(space.sample(0))
+
+    @property
+    def head_labels(self) -> set[str]:
+        """Labels of the choices inside the head towers (widths and tower ops)."""
+        return {m.label for m in self.towers.modules() if isinstance(m, LayerChoice)}
 
     def set_arch(self, arch: Architecture | Mapping[str, Any]) -> None:
         """Select the single path of ``arch`` for the following forward passes."""

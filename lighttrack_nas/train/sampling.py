@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,12 @@ class PathSampler:
                 columns[c.label] = [v for _ in range(reps) for v in self.rng.permutation(np.array(c.values, dtype=object))][: self.block]
             self.queue = [Architecture(self.space, {label: columns[label][i] for label in columns}) for i in range(self.block)]
         return self.queue.pop(0)
+
+    def resample(self, arch: Architecture, labels: Collection[str]) -> Architecture:
+        """``arch`` with the values of ``labels`` drawn uniformly anew (from this sampler's RNG)."""
+        fresh = self.space.sample(self.rng)
+        return self.space.validate({c.label: fresh[c.label] if c.label in labels else arch[c.label]
+                                    for c in self.space.choices})
 
     def __iter__(self) -> "PathSampler":
         return self

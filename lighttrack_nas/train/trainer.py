@@ -61,7 +61,10 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
-    check_keys(cfg["sampling"], {"strategy", "accumulate"}, f"{path}: sampling")
+    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths"}, f"{path}: sampling")
+    head_paths = cfg["sampling"].get("head_paths", 1)
+    if isinstance(head_paths, bool) or not isinstance(head_paths, int) or head_paths < 1:
+        raise ConfigError(f"{path}: sampling.head_paths must be an integer >= 1, got {head_paths!r}")
     if "space" not in cfg or "data" not in cfg:
         raise ConfigError(f"{path}: 'space' and 'data' are required")
     cfg["space"] = str(Path(path).parent / cfg["space"])  # relative to the config file
@@ -141,6 +144,12 @@ class Trainer:
     def next_path(self) -> str:
         """Prepare the model for the next iteration; returns what it trains (named in errors)."""
         return self.kind
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss parts of one batch (``template``, ``search``, ``search_box``) on the current path."""
+        cls, reg = self.model(batch["template"], batch["search"])
+        return tracking_loss(cls, reg, batch["search_box"], self.model.search_size, self.model.stride,
+                             self.train_cfg["label_radius_px"], self.train_cfg["reg_loss_weight"])
 
     def extra_state(self) -> dict[str, Any]:
         """What a subclass adds to the checkpoint."""
@@ -239,10 +248,8 @@ class Trainer:
                 it = self.iteration
                 path = self.next_path()
                 lr = self._set_lr(it)
-                template, search = batch["template"].to(self.device), batch["search"].to(self.device)
-                cls, reg = self.model(template, search)
-                losses = tracking_loss(cls, reg, batch["search_box"].to(self.device), self.model.search_size,
-                                       self.model.stride, tc["label_radius_px"], tc["reg_loss_weight"])
+                losses = self.losses({k: v.to(self.device) for k, v in batch.items()
+                                      if k in ("template", "search", "search_box")})
                 if not torch.isfinite(losses["loss"]):
                     raise TrainingError(f"loss became {losses['loss'].item()} at iteration {it} "
                                         f"({path}); last checkpoint: {self.checkpoint_path}")
@@ -279,19 +286,38 @@ class Trainer:
 
 
 class SupernetTrainer(Trainer):
-    """Single-path one-shot training of the experiment's supernet (one sampled path per iteration)."""
+    """Single-path one-shot training of the experiment's supernet (one sampled path per iteration).
+
+    ``sampling.head_paths: K`` (K > 1) runs the backbone and neck of the sampled path once and the
+    head towers of K sampled head configurations on the same features, averaging their losses: the
+    cheap towers get K path samples per iteration."""
 
     kind = "supernet"
 
     def build_model(self) -> torch.nn.Module:
         self.space = experiment_space(self.cfg)
         self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed)
+        self.head_paths = int(self.cfg["sampling"].get("head_paths", 1))
         return build_supernet(self.space)
 
     def next_path(self) -> str:
-        arch = next(self.sampler)
-        self.model.set_arch(arch)
-        return f"architecture {arch}"
+        self.arch = next(self.sampler)
+        self.model.set_arch(self.arch)
+        return f"architecture {self.arch}"
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.head_paths == 1:
+            return super().losses(batch)
+        m, tc = self.model, self.train_cfg
+        features = m.correlate(m.template_features(batch["template"]), batch["search"])
+        heads = [self.arch] + [self.sampler.resample(self.arch, m.head_labels) for _ in range(self.head_paths - 1)]
+        parts = []
+        for arch in heads:
+            m.set_arch(arch)
+            cls, reg = m.predict(features)
+            parts.append(tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride, tc["label_radius_px"],
+                                       tc["reg_loss_weight"]))
+        return {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
 
     def extra_state(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "sampler": self.sampler.state_dict()}
