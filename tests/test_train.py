@@ -66,6 +66,20 @@ def test_fair_sampler_uses_every_op_equally(tiny_space):
         PathSampler(tiny_space, "greedy")
 
 
+def test_ramp_brings_skip_in_gradually(tiny_space):
+    sampler = PathSampler(tiny_space, "uniform", seed=0, ramp_values=["skip"], ramp_iterations=300)
+    towers = [c.label for c in tiny_space.choices if "skip" in c.values]
+    draws = [next(sampler) for _ in range(600)]
+    share = [np.mean([a[label] == "skip" for a in part for label in towers]) for part in (draws[:30], draws[300:])]
+    assert share[0] < 0.05 and abs(share[1] - 1 / 3) < 0.05
+    state = sampler.state_dict()
+    again = PathSampler(tiny_space, "uniform", seed=5, ramp_values=["skip"], ramp_iterations=300)
+    again.load_state_dict(state)
+    assert next(again) == next(sampler)
+    with pytest.raises(ValueError, match="uniform"):
+        PathSampler(tiny_space, "fair", ramp_values=["skip"], ramp_iterations=10)
+
+
 def test_off_path_parameters_get_no_update(micro_config, tmp_path):
     cfg = load_experiment(micro_config, {"train": {"freeze_backbone_epochs": 0, "epochs": 1, "iters_per_epoch": 1}})
     trainer = SupernetTrainer(cfg, tmp_path, progress=False)

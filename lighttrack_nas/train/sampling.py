@@ -17,19 +17,29 @@ class PathSampler:
     come in blocks of ``m`` = the largest choice size; within a block every value of a choice of
     size ``m`` is used exactly once (smaller choices cycle through shuffled copies of their values,
     exactly fair when their size divides ``m``, as in LightTrack's space: 12 = 6 x 2 = 3 x 4).
+
+    ``ramp_values`` / ``ramp_iterations`` (uniform only): a progressive curriculum in which each of
+    these values (e.g. ``skip``) is drawn with a probability rising linearly from 0 to the uniform
+    one over the first ``ramp_iterations`` paths, the other values of its choice sharing the rest.
     """
 
-    def __init__(self, space: SearchSpace, strategy: str = "uniform", seed: int = 0):
+    def __init__(self, space: SearchSpace, strategy: str = "uniform", seed: int = 0,
+                 ramp_values: Collection[str] = (), ramp_iterations: int = 0):
         if strategy not in ("uniform", "fair"):
             raise ValueError(f"path sampling strategy {strategy!r} is not one of: uniform, fair")
+        if ramp_iterations and strategy != "uniform":
+            raise ValueError("a sampling ramp needs the uniform strategy")
         self.space, self.strategy = space, strategy
         self.rng = np.random.default_rng(seed)
         self.queue: list[Architecture] = []
         self.block = max(len(c.values) for c in space.choices)
+        self.ramp_values, self.ramp_iterations = {str(v) for v in ramp_values}, int(ramp_iterations)
+        self.count = 0
 
     def __next__(self) -> Architecture:
+        self.count += 1
         if self.strategy == "uniform":
-            return self.space.sample(self.rng)
+            return self._draw()
         if not self.queue:
             columns = {}
             for c in self.space.choices:
@@ -38,9 +48,24 @@ class PathSampler:
             self.queue = [Architecture(self.space, {label: columns[label][i] for label in columns}) for i in range(self.block)]
         return self.queue.pop(0)
 
+    def _draw(self) -> Architecture:
+        """A uniform path, or during the ramp one with the ramped values' reduced probability."""
+        if not self.ramp_iterations or self.count > self.ramp_iterations:
+            return self.space.sample(self.rng)
+        fraction = (self.count - 1) / self.ramp_iterations
+        values = {}
+        for c in self.space.choices:
+            ramped = [str(v) in self.ramp_values for v in c.values]
+            n, k = len(c.values), sum(ramped)
+            p = np.full(n, 1.0 / n)
+            if 0 < k < n:
+                p = np.where(ramped, fraction / n, (1.0 - k * fraction / n) / (n - k))
+            values[c.label] = c.values[int(self.rng.choice(n, p=p))]
+        return Architecture(self.space, values)
+
     def resample(self, arch: Architecture, labels: Collection[str]) -> Architecture:
-        """``arch`` with the values of ``labels`` drawn uniformly anew (from this sampler's RNG)."""
-        fresh = self.space.sample(self.rng)
+        """``arch`` with the values of ``labels`` drawn anew (from this sampler's RNG and distribution)."""
+        fresh = self._draw()
         return self.space.validate({c.label: fresh[c.label] if c.label in labels else arch[c.label]
                                     for c in self.space.choices})
 
@@ -48,11 +73,12 @@ class PathSampler:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "queue": [str(a) for a in self.queue]}
+        return {"rng": self.rng.bit_generator.state, "queue": [str(a) for a in self.queue], "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.queue = [self.space.decode(a) for a in state["queue"]]
+        self.count = int(state.get("count", 0))
 
 
 def learning_rate(iteration: int, total: int, warmup: int, start: float, peak: float, final: float) -> float:

@@ -61,7 +61,8 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
-    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths"}, f"{path}: sampling")
+    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp"}, f"{path}: sampling")
+    check_keys(cfg["sampling"].get("ramp") or {}, {"values", "iterations"}, f"{path}: sampling.ramp")
     head_paths = cfg["sampling"].get("head_paths", 1)
     if isinstance(head_paths, bool) or not isinstance(head_paths, int) or head_paths < 1:
         raise ConfigError(f"{path}: sampling.head_paths must be an integer >= 1, got {head_paths!r}")
@@ -296,7 +297,9 @@ class SupernetTrainer(Trainer):
 
     def build_model(self) -> torch.nn.Module:
         self.space = experiment_space(self.cfg)
-        self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed)
+        ramp = self.cfg["sampling"].get("ramp") or {}
+        self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed,
+                                   ramp.get("values", ()), int(ramp.get("iterations", 0)))
         self.head_paths = int(self.cfg["sampling"].get("head_paths", 1))
         return build_supernet(self.space)
 
