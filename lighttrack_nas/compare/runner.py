@@ -1,0 +1,330 @@
+"""The comparison's stages: every tracker of both families built (or found) in ``OUT`` and tracked.
+
+Layout of ``OUT`` (every stage is skipped when its output exists; trainings resume from their
+checkpoints, searches from ``state.json``, so an interrupted run continues where it stopped):
+
+- ``configs/``: the resolved per-family experiment configs (:mod:`.settings`);
+- ``supernet/``: the supernet, trained once per config (``pipeline.stage_train``), unless given;
+- ``nas/seed{S}/search_{B}/``: the search at MACs budget ``B`` (``best.json``, ...);
+- ``nas/seed{S}/retrain_{B}/``: its subnet retrained stand-alone (``eval.json`` of ``retrain``);
+- ``cnn/seed{S}/dense/``: the dense CNN; ``cnn/seed{S}/sparsity/``: its sparsity training
+  (``slimming``), shared by every pruning of the seed;
+- ``cnn/seed{S}/prune_{B}/``: pruned to the MACs of the NAS subnet of budget ``B`` (``prune.json``),
+  or ``unmatched.json`` with the reason when that budget cannot be pruned to;
+- ``cnn/seed{S}/prune_x{F}/``: pruned to the extreme fraction ``F`` of the dense MACs;
+- in every tracker's folder: ``test/`` (result files on the test split) and ``test.json`` (its
+  row: metrics, MACs, params, measured latency, training budget);
+- ``stages.json``: per stage, the seconds of the run that did it and whether the last run skipped it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..compress import BudgetError, PruneSettings, prune_checkpoint, prune_to_budget
+from ..compress.pipeline import _phase as phase_config  # the exact config prune_checkpoint trains sparsity with
+from ..compress.pipeline import load_network
+from ..cost import count_tracking_model
+from ..cost.latency import network_latency
+from ..data.sequence import Sequence
+from ..data.sources import load_split
+from ..deploy import inference_model
+from ..evaluate import score_tracks, track_sequences, write_results
+from ..evaluate.results import atomic_write
+from ..models.build import load_tracking_model, read_checkpoint
+from ..models.lighttrack import TrackingNet
+from ..pipeline import stage_data, stage_train
+from ..search.runner import run_search, tracker_settings
+from ..tracker import TrackerConfig
+from ..train.baseline import BaselineTrainer
+from ..train.retrain import retrain
+from .settings import Experiment
+
+log = logging.getLogger(__name__)
+TEST_FILE = "test.json"
+
+
+class StageLog:
+    """Runs named stages, skipping finished ones, and records them in ``path`` (``stages.json``):
+    ``{name: {"seconds": of the run that did it, "last": "ran" | "skipped"}}``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, name: str, done: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` unless ``done``; returns its result (None when skipped)."""
+        record = self.records.setdefault(name, {"seconds": None})
+        if done:
+            record["last"] = "skipped"
+            self._save()
+            return None
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        record.update(seconds=round(time.perf_counter() - start, 1), last="ran")
+        self._save()
+        return result
+
+    def _save(self) -> None:
+        atomic_write(self.path, json.dumps(self.records, indent=1))
+
+
+def finished(checkpoint: Path, cfg: dict[str, Any]) -> bool:
+    """Whether ``checkpoint`` holds a training that ran all of ``cfg``'s iterations."""
+    if not checkpoint.exists():
+        return False
+    return int(read_checkpoint(checkpoint)["iteration"]) >= cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"]
+
+
+def train_baseline(trainer: BaselineTrainer) -> Path:
+    """Run (or resume) a baseline trainer to its end; returns its checkpoint."""
+    if trainer.resume():
+        log.info("resuming %s at iteration %d", trainer.checkpoint_path, trainer.iteration)
+    if trainer.iteration < trainer.total:
+        trainer.train()
+    return trainer.checkpoint_path
+
+
+def _batch(cfg: dict[str, Any]) -> int:
+    return int(cfg["train"]["batch_size"])
+
+
+def _phase_budget(name: str, iterations: int, batch: int, shared: str | None = None) -> dict[str, Any]:
+    """One training phase of a tracker: iterations x batch, and what shares it (None: its own)."""
+    return {"phase": name, "iterations": int(iterations), "batch": int(batch), "samples": int(iterations) * int(batch),
+            "shared": shared}
+
+
+class Evaluator:
+    """Tracks checkpoints on the test split and measures their cost; writes ``test/`` and ``test.json``."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self.sequences: list[Sequence] = load_split(exp.nas["data"], exp.settings.split)
+        self.tracker = TrackerConfig.from_dict(tracker_settings(exp.nas, exp.configs))
+
+    def __call__(self, checkpoint: Path, folder: Path, row: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate ``checkpoint`` (fused form, ``latency.threads`` torch threads) and write
+        ``folder/test.json``: ``row`` plus the metrics, cost and latency."""
+        s = self.exp.settings
+        model = load_tracking_model(checkpoint, None)
+        cost = count_tracking_model(model)
+        deployed = inference_model(model)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(s.latency_threads)  # tracking is chaotic: results depend on the thread count
+        try:
+            boxes, times = track_sequences(deployed, self.sequences, self.tracker)
+        finally:
+            torch.set_num_threads(previous)
+        for seq in self.sequences:
+            write_results(folder / "test", seq.name, boxes[seq.name], times[seq.name])
+        scores = score_tracks(self.sequences, boxes, times, folder.name).to_dict()
+        latency = network_latency(deployed, s.latency_threads, s.latency_min_run_time)
+        result = {**row, "split": s.split, "sequences": len(self.sequences), "checkpoint": str(checkpoint),
+                  "macs": cost.macs, "params": cost.params, "template_macs": cost.template_macs,
+                  "latency_ms": latency.ms, "latency_iqr_ms": latency.iqr * 1e3, "latency_threads": s.latency_threads,
+                  **scores, "tracker": self.tracker.to_dict()}
+        atomic_write(folder / TEST_FILE, json.dumps(result, indent=2))
+        return result
+
+
+def _search(exp: Experiment, supernet: Path, out: Path, budget: str, seed: int, progress: bool) -> None:
+    run_search(exp.nas_config, supernet, out, flops_budget=budget, seed=seed, resume=(out / "state.json").exists(),
+               progress=progress)
+
+
+def match_budget(network: TrackingNet, nas_macs: float, dense_macs: float, prune: PruneSettings, tolerance: float,
+                 tries: int = 5) -> dict[str, Any]:
+    """The MACs fraction to prune ``network`` (the weights the pruning starts from) to so that it
+    lands closest to ``nas_macs``. Pruning stops at the first step within the budget and removes
+    whole channels, so it lands at or below the requested fraction: dry runs on copies try
+    ``nas / dense`` first, then up to ``(1 + tolerance)`` times it, until one lands within
+    ``tolerance / 5`` (or within ``tolerance`` after 3 tries). Returns ``{"nas_macs", "dense_macs",
+    "fraction" (None: no pruning reaches it), "macs", "tried", "reason"}``."""
+    base = nas_macs / dense_macs
+    record: dict[str, Any] = {"nas_macs": nas_macs, "dense_macs": dense_macs, "fraction": None, "macs": None,
+                              "tried": [], "reason": None}
+    if base > 1:
+        record["reason"] = (f"the NAS subnet ({nas_macs / 1e6:.2f} M MACs) is larger than the dense CNN "
+                            f"({dense_macs / 1e6:.2f} M MACs)")
+        return record
+    for k in [0, tries] + list(range(1, tries)):
+        fraction = min(1.0, base * (1 + tolerance * k / tries))
+        try:
+            result = prune_to_budget(copy.deepcopy(network).eval(), fraction, "macs", prune.criterion,
+                                     prune.min_widths, prune.norm, progress=False)
+        except BudgetError as err:
+            record["reason"] = str(err)
+            continue
+        diff = result.pruned["macs"] / nas_macs - 1
+        record["tried"].append({"fraction": fraction, "macs": result.pruned["macs"], "macs_vs_nas": diff})
+        if record["macs"] is None or abs(diff) < abs(record["macs"] / nas_macs - 1):
+            record.update(fraction=fraction, macs=result.pruned["macs"])
+        best = abs(record["macs"] / nas_macs - 1)
+        if best <= tolerance / 5 or (best <= tolerance and len(record["tried"]) >= 3):
+            break
+    if record["fraction"] is not None:
+        record["reason"] = None
+    return record
+
+
+def _match(start_from: Path, path: Path, nas_macs: float, dense_macs: float, prune: PruneSettings,
+           tolerance: float) -> None:
+    atomic_write(path, json.dumps(match_budget(load_network(start_from), nas_macs, dense_macs, prune, tolerance),
+                                  indent=2))
+
+
+def _prune(cfg: dict[str, Any], dense: Path, out: Path, budget: float, kind: str | None, sparsity: Path | None,
+           progress: bool) -> None:
+    """``prune_checkpoint`` into ``out``, starting from the seed's shared sparsity training when given
+    (a finished phase is not redone); an unreachable budget leaves ``out/unmatched.json``."""
+    if sparsity is not None and not (out / "pruned.pt").exists():
+        target = out / "sparsity" / "checkpoint.pt"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(sparsity, target)  # trainers replace checkpoints by rename: the shared file stays intact
+            except OSError:
+                shutil.copy2(sparsity, target)
+    try:
+        prune_checkpoint(cfg, dense, out, budget, kind, resume=True, progress=progress)
+    except BudgetError as err:
+        atomic_write(out / "unmatched.json", json.dumps({"budget": budget, "reason": str(err)}, indent=2))
+
+
+def _check_done(out: Path, name: str, key: str, value: float) -> None:
+    """Refuse a finished run in ``out`` made for another ``key`` (the NAS subnet or the config changed)."""
+    path = out / name
+    if path.exists():
+        done = json.loads(path.read_text())[key]
+        if abs(done - value) > 1e-9 * max(1.0, abs(value)):
+            raise ValueError(f"{path}: was made for {key} {done:g}, not {value:g} (the NAS subnet or the config "
+                             f"changed): remove {out} or choose another --out")
+
+
+def run_seed(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budget: dict[str, Any],
+             evaluate: Evaluator, stages: StageLog, progress: bool = True) -> None:
+    """Every stage of one seed, both families."""
+    s, prune = exp.settings, exp.prune
+    tag = f"seed{seed}"
+
+    # ---- NAS: a search per budget, then stand-alone retraining of what it found
+    nas_dir = out / "nas" / tag
+    nas_macs: dict[str, float] = {}
+    for label in s.nas_budgets:
+        search_dir, retrain_dir = nas_dir / f"search_{label}", nas_dir / f"retrain_{label}"
+        stages.run(f"{tag}/nas/search_{label}", (search_dir / "best.json").exists(), _search, exp, supernet,
+                   search_dir, label, seed, progress)
+        best = json.loads((search_dir / "best.json").read_text())["best"]
+        if best is None:
+            raise RuntimeError(f"{search_dir / 'best.json'}: the search at {label} MACs found no architecture; "
+                               f"remove {search_dir} to search again")
+        nas_macs[label] = float(best["macs"])
+        stages.run(f"{tag}/nas/retrain_{label}", (retrain_dir / "eval.json").exists(), retrain, exp.retrain_config,
+                   str(search_dir / "best.json"), retrain_dir, init=s.nas_init,
+                   supernet=supernet if s.nas_init == "supernet" else None, seed=seed, split=s.split,
+                   resume=(retrain_dir / "checkpoint.pt").exists(), progress=progress)
+        trained = json.loads((retrain_dir / "eval.json").read_text())
+        phases = [_phase_budget("retrain", trained["iterations"], trained["batch_size"])]
+        if s.nas_init == "supernet":
+            phases.insert(0, {**supernet_budget, "shared": "every NAS tracker"})
+        row = {"family": "nas", "method": f"nas-{s.nas_init}", "seed": seed, "budget": label, "kind": "nas",
+               "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases}
+        stages.run(f"{tag}/eval/nas_{label}", (retrain_dir / TEST_FILE).exists(), evaluate,
+                   retrain_dir / "checkpoint.pt", retrain_dir, row)
+
+    # ---- CNN: the dense tracker, its sparsity training, pruned to every NAS subnet's MACs and the extremes
+    cfg = exp.cnn_experiment(seed)
+    cnn_dir = out / "cnn" / tag
+    dense_dir = cnn_dir / "dense"
+    stages.run(f"{tag}/cnn/dense", finished(dense_dir / "checkpoint.pt", cfg),
+               lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
+    dense_ckpt = dense_dir / "checkpoint.pt"
+    dense_phase = _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
+                                f"every CNN tracker of seed {seed}")
+    stages.run(f"{tag}/eval/cnn_dense", (dense_dir / TEST_FILE).exists(), evaluate, dense_ckpt, dense_dir,
+               {"family": "cnn", "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
+                "target_macs": None, "training": [{**dense_phase, "shared": None}]})
+    sparsity = None
+    if prune.criterion == "slimming":
+        sparsity_cfg = phase_config(cfg, prune.sparsity_train)
+        sparsity_dir = cnn_dir / "sparsity"
+
+        def train_sparsity() -> Path:
+            dense_net = load_network(dense_ckpt)
+            return train_baseline(BaselineTrainer(sparsity_cfg, sparsity_dir, dense_net.spec(), dense_net.state_dict(),
+                                                  bn_l1=prune.l1, progress=progress))
+
+        stages.run(f"{tag}/cnn/sparsity", finished(sparsity_dir / "checkpoint.pt", sparsity_cfg), train_sparsity)
+        sparsity = sparsity_dir / "checkpoint.pt"
+    dense_macs = json.loads((dense_dir / TEST_FILE).read_text())["macs"]  # fvcore, as prune_checkpoint counts
+    start_from = sparsity or dense_ckpt  # the weights every pruning of the seed starts from
+    targets: list[tuple[str, float | None, str | None]] = [(label, None, label) for label in s.nas_budgets]
+    targets += [(s.extreme_label(f), f, None) for f in s.extreme_budgets]
+    for label, fraction, matched in targets:
+        prune_dir = cnn_dir / f"prune_{label}"
+        kind = prune.budget_kind
+        if matched is not None:  # the budget fraction that lands on the NAS subnet's MACs
+            _check_done(prune_dir, "match.json", "nas_macs", nas_macs[matched])
+            stages.run(f"{tag}/cnn/match_{label}", (prune_dir / "match.json").exists(), _match, start_from,
+                       prune_dir / "match.json", nas_macs[matched], dense_macs, prune, s.tolerance)
+            match = json.loads((prune_dir / "match.json").read_text())
+            if match["fraction"] is None:
+                atomic_write(prune_dir / "unmatched.json", json.dumps(
+                    {"budget": nas_macs[matched] / dense_macs, "reason": match["reason"]}, indent=2))
+                continue
+            fraction, kind = match["fraction"], "macs"
+        _check_done(prune_dir, "prune.json", "budget", fraction)
+        done = (prune_dir / "prune.json").exists() or (prune_dir / "unmatched.json").exists()
+        stages.run(f"{tag}/cnn/prune_{label}", done, _prune, cfg, dense_ckpt, prune_dir, fraction, kind, sparsity,
+                   progress)
+        if not (prune_dir / "prune.json").exists():
+            continue
+        report = json.loads((prune_dir / "prune.json").read_text())
+        phases = [dense_phase]
+        if report["sparsity"]["iterations"]:
+            phases.append(_phase_budget("sparsity", report["sparsity"]["iterations"], report["sparsity"]["batch_size"],
+                                        f"every pruned CNN tracker of seed {seed}"))
+        phases.append(_phase_budget("finetune", report["finetune"]["iterations"], report["finetune"]["batch_size"]))
+        row = {"family": "cnn", "method": f"pruned-{report['criterion']}", "seed": seed, "budget": label,
+               "kind": "matched" if matched else "extreme", "matched_to": matched, "budget_fraction": fraction,
+               "target_macs": nas_macs[matched] if matched else fraction * dense_macs,
+               "widths": report["pruned"]["widths"], "training": phases}
+        stages.run(f"{tag}/eval/cnn_{label}", (prune_dir / TEST_FILE).exists(), evaluate, Path(report["checkpoint"]),
+                   prune_dir, row)
+
+
+def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
+                progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Run (or resume, skipping what is finished) every stage of ``exp`` into ``out`` for ``seeds``
+    (default: the config's); ``supernet`` is a trained supernet checkpoint to use instead of
+    training one into ``out/supernet``. Returns the stage record (``stages.json``)."""
+    out = Path(out)
+    stages = StageLog(out / "stages.json")
+    stages.run("data", False, stage_data, exp.nas)
+    if supernet is None:
+        supernet = out / "supernet" / "checkpoint.pt"
+        stages.run("supernet", finished(supernet, exp.nas), stage_train, exp.nas, out / "supernet", progress)
+    supernet = Path(supernet)
+    if not supernet.exists():
+        raise FileNotFoundError(f"{supernet}: supernet checkpoint not found")
+    state = read_checkpoint(supernet)
+    if state.get("kind", "supernet") != "supernet":
+        raise ValueError(f"{supernet}: a {state.get('kind')!r} checkpoint, not a supernet")
+    trained = state.get("config", {}).get("train", exp.nas["train"])
+    supernet_budget = _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]))
+    del state
+    evaluate = Evaluator(exp)
+    for seed in seeds if seeds is not None else exp.settings.seeds:
+        run_seed(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
+    return stages.records

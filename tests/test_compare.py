@@ -1,0 +1,216 @@
+"""The comparison (tools/compare.py, lighttrack_nas.compare) on a micro config: one seed, two NAS
+budgets and one extreme budget, a few iterations per stage; outputs, matched MACs, resume, errors."""
+import csv
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lighttrack_nas.compare import compare, matched_table, prepare
+from lighttrack_nas.config import ConfigError
+
+from conftest import ROOT
+
+TOOL = ROOT / "tools" / "compare.py"
+NAS_BUDGETS = ["2.5M", "3.5M"]
+EXTREME = 0.1
+SHORT = {"epochs": 1, "iters_per_epoch": 2}
+# a micro dense CNN a few times larger than the micro space's subnets (crops 32/64 as micro_config)
+MICRO_CNN = {"family": "cnn", "template_size": 32, "search_size": 64, "cls_scale": 1.0, "reg_scale": 8,
+             "widths": {"stem": 16, "stages": [{"stride": 2, "out": 24, "blocks": [[24]]},
+                                               {"stride": 2, "out": 48, "blocks": [[48]]},
+                                               {"stride": 2, "out": 64, "blocks": [[64]]}],
+                        "neck": 16, "cls_tower": [32, 32], "reg_tower": [32, 32]}}
+METRICS = ("ao", "sr50", "sr75", "success_auc", "precision", "norm_precision")
+
+
+def micro_compare(micro_config) -> dict:
+    """The comparison section of the micro run (every stage a couple of iterations)."""
+    return {
+        "extends": str(micro_config),
+        "train": {"epochs": 1, "iters_per_epoch": 2, "checkpoint_every": 2, "threads": 1},  # the supernet
+        "data": {"splits": {"test": {"sequences": 2, "frames": 8, "size": [96, 64], "seed": 3}}},
+        "search": {"population": 2, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0,
+                   "calibration_images": 4, "calibration_batch": 4, "val_sequences": 1, "finalists": 1,
+                   "latency": {"min_run_time": 0.01}},
+        "compare": {
+            "seeds": [0], "latency": {"min_run_time": 0.01},
+            "nas": {"budgets": list(NAS_BUDGETS), "init": "supernet", "train": dict(SHORT)},
+            "cnn": {"model": MICRO_CNN, "train": dict(SHORT)},
+            "prune": {"criterion": "slimming", "min_width": 2, "extreme_budgets": [EXTREME],
+                      "sparsity": {"l1": 1e-3, "train": dict(SHORT)}, "finetune": {"train": dict(SHORT)},
+                      "latency": {"threads": 1, "min_run_time": 0.01}},
+        },
+    }
+
+
+def _write(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(micro_config, tmp_path_factory):
+    """One full micro comparison: (config, out, summary, seconds)."""
+    base = tmp_path_factory.mktemp("compare")
+    config = _write(base / "compare.yaml", micro_compare(micro_config))
+    out = base / "out"
+    start = time.perf_counter()
+    summary = compare(config, out, progress=False)
+    return config, out, summary, time.perf_counter() - start
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_results_have_a_row_per_tracker_with_valid_metrics(run):
+    _, out, summary, seconds = run
+    rows = _rows(out)
+    assert not summary["missing"]
+    kinds = sorted((r["family"], r["kind"], r["budget"]) for r in rows)
+    matched = [("cnn", "matched", b) for b in NAS_BUDGETS if not any(u["budget"] == b for u in summary["unmatched"])]
+    assert kinds == sorted([("nas", "nas", b) for b in NAS_BUDGETS] + [("cnn", "dense", "dense")] + matched
+                           + [("cnn", "extreme", f"x{EXTREME:g}")])
+    for r in rows:
+        for key in METRICS:
+            assert 0.0 <= float(r[key]) <= 1.0, (r["budget"], key)
+        assert int(r["macs"]) > 0 and int(r["params"]) > 0 and float(r["latency_ms"]) > 0
+        assert int(r["train_iterations"]) == 2 and int(r["train_batch"]) == 4 and r["seed"] == "0"
+    print(f"micro comparison: {seconds:.1f} s")
+
+
+def test_matched_budgets_match_the_nas_macs(run):
+    _, out, summary, _ = run
+    rows = _rows(out)
+    nas = {r["budget"]: int(r["macs"]) for r in rows if r["family"] == "nas"}
+    dense = next(int(r["macs"]) for r in rows if r["kind"] == "dense")
+    report = (out / "report.md").read_text()
+    for budget in NAS_BUDGETS:
+        assert nas[budget] <= float(budget[:-1]) * 1e6  # the search met its budget
+        cnn = [r for r in rows if r["kind"] == "matched" and r["matched_to"] == budget]
+        if cnn:
+            assert abs(int(cnn[0]["macs"]) / nas[budget] - 1) <= 0.10, budget
+            assert abs(float(cnn[0]["macs_vs_nas"])) <= 0.10
+            match = json.loads((Path(cnn[0]["folder"]) / "match.json").read_text())
+            assert match["nas_macs"] == nas[budget] and match["tried"]
+            assert match["macs"] == int(cnn[0]["macs"])  # the dry run predicted the pruning exactly
+        else:  # the report must say why
+            reason = next(u["reason"] for u in summary["unmatched"] if u["budget"] == budget)
+            assert "cannot be met" in reason or "larger than the dense CNN" in reason
+            assert reason in report
+        assert f"**{budget}**:" in report
+    extreme = next(r for r in rows if r["kind"] == "extreme")
+    assert int(extreme["macs"]) <= EXTREME * dense
+    for entry in summary["matched"]:
+        assert entry["verdict"].startswith(("NAS >= pruned CNN", "NAS < pruned CNN", "no verdict"))
+
+
+def test_report_and_plots(run):
+    _, out, _, _ = run
+    report = (out / "report.md").read_text()
+    for heading in ("## Matched MACs", "## Training budget", "## Every tracker", "## Plots", "## Stage times"):
+        assert heading in report
+    assert "The bar (NAS >= pruned CNN" in report and "iterations" in report
+    for name in ["ao_vs_macs", "ao_vs_latency", "stability", "success_extreme"] + [f"success_{b}" for b in NAS_BUDGETS]:
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"({name}.png)" in report
+    for seed_dir in ("nas/seed0/retrain_2.5M", "cnn/seed0/dense"):
+        assert (out / seed_dir / "test").is_dir()
+
+
+def test_nas_rows_agree_with_the_retraining_evaluation(run):
+    _, out, _, _ = run
+    for budget in NAS_BUDGETS:
+        folder = out / "nas" / "seed0" / f"retrain_{budget}"
+        ours, retrained = (json.loads((folder / name).read_text()) for name in ("test.json", "eval.json"))
+        assert ours["ao"] == pytest.approx(retrained["ao"], abs=1e-9) and ours["macs"] == retrained["macs"]
+
+
+def test_rerun_skips_every_finished_stage(run, monkeypatch, capsys):
+    config, out, _, seconds = run
+    outputs = [p for pattern in ("**/best.json", "**/eval.json", "**/prune.json", "**/test.json", "**/checkpoint.pt")
+               for p in out.glob(pattern)]
+    assert len(outputs) >= 15
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    monkeypatch.setattr(sys, "argv", [str(TOOL), "--config", str(config), "--out", str(out), "--no-progress"])
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(TOOL), run_name="__main__")
+    assert exit_.value.code == 0
+    assert time.perf_counter() - start < seconds
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before
+    stages = json.loads((out / "stages.json").read_text())
+    assert {k: v["last"] for k, v in stages.items() if k != "data"} == {k: "skipped" for k in stages if k != "data"}
+    assert all(v["seconds"] is not None for v in stages.values())  # the times of the run that did them stay
+    printed = capsys.readouterr().out
+    assert "results.csv" in printed and all(f"{b}: " in printed for b in NAS_BUDGETS)
+
+
+def _tool_error(monkeypatch, capsys, *args) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", [str(TOOL), *args])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(TOOL), run_name="__main__")
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("section, key, expected", [
+    ("compare", "seedz", r"compare: unknown key\(s\) \['seedz'\]"),
+    ("nas", "budgetz", r"compare.nas: unknown key\(s\) \['budgetz'\]"),
+    ("cnn_train", "epochz", r"compare.cnn.train: unknown key\(s\) \['epochz'\]"),
+    ("prune", "criterium", r"compare.prune: unknown key\(s\) \['criterium'\]"),
+])
+def test_a_bad_config_key_is_named(micro_config, tmp_path, section, key, expected):
+    cfg = micro_compare(micro_config)
+    target = {"compare": cfg["compare"], "nas": cfg["compare"]["nas"], "prune": cfg["compare"]["prune"],
+              "cnn_train": cfg["compare"]["cnn"]["train"]}[section]
+    target[key] = 1
+    config = _write(tmp_path / "bad.yaml", cfg)
+    with pytest.raises(ConfigError, match=expected):
+        prepare(config, tmp_path / "out")
+
+
+def test_bad_values_are_clear_errors_before_any_work(micro_config, tmp_path, monkeypatch, capsys):
+    cfg = micro_compare(micro_config)
+    cfg["compare"]["nas"]["budgets"] = ["25X"]
+    code, err = _tool_error(monkeypatch, capsys, "--config", str(_write(tmp_path / "a.yaml", cfg)),
+                            "--out", str(tmp_path / "out"))
+    assert code == 2 and "compare.nas.budgets: '25X' is not a positive count" in err
+    cfg = micro_compare(micro_config)
+    cfg["compare"]["prune"]["extreme_budgets"] = [1.5]
+    with pytest.raises(ConfigError, match=r"compare.prune.extreme_budgets must be a number in \(0, 1\], got 1.5"):
+        prepare(_write(tmp_path / "b.yaml", cfg), tmp_path / "out")
+    cfg = micro_compare(micro_config)
+    cfg["compare"]["nas"]["init"] = "imagenet"
+    with pytest.raises(ConfigError, match=r"compare.nas.init: 'imagenet' is not one of"):
+        prepare(_write(tmp_path / "c.yaml", cfg), tmp_path / "out")
+    assert not (tmp_path / "out" / "stages.json").exists()
+
+
+def test_verdicts(micro_config, tmp_path):
+    exp = prepare(_write(tmp_path / "c.yaml", micro_compare(micro_config)), tmp_path / "out")
+
+    def rows(nas_ao, cnn_ao, cnn_macs):
+        out = []
+        for seed, (a, c) in enumerate(zip(nas_ao, cnn_ao)):
+            out += [{"family": "nas", "kind": "nas", "budget": "2.5M", "seed": seed, "ao": a, "macs": 2_000_000},
+                    {"family": "cnn", "kind": "matched", "matched_to": "2.5M", "budget": "2.5M", "seed": seed,
+                     "ao": c, "macs": cnn_macs}]
+        return out
+
+    ahead = matched_table(exp, rows([0.5, 0.6], [0.4, 0.55], 1_950_000), [])[0]
+    assert ahead["verdict"].startswith("NAS >= pruned CNN within 10% MACs")
+    assert ahead["margin"][0] == pytest.approx(0.075) and ahead["margin"][1] == pytest.approx(0.03536, abs=1e-4)
+    behind = matched_table(exp, rows([0.3], [0.4], 2_100_000), [])[0]
+    assert behind["verdict"].startswith("NAS < pruned CNN") and "1 seed: no spread" in behind["verdict"]
+    off = matched_table(exp, rows([0.5], [0.4], 1_500_000), [])[0]
+    assert off["verdict"].startswith("no verdict: the pruned CNN's MACs differ from the NAS subnet's by -25.0%")
+    reason = {"seed": 0, "budget": "3.5M", "reason": "budget 0.01 of the dense macs cannot be met"}
+    missing = matched_table(exp, [], [reason])[1]
+    assert missing["verdict"] == "no verdict: budget 0.01 of the dense macs cannot be met"

@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""Compare NAS-found trackers with pruned CNN trackers at matched MACs (docs/compare.md).
+
+  python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny
+  python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny --seeds 0 1 2
+  python tools/compare.py ... --supernet runs/demo/supernet/checkpoint.pt   (reuse a trained supernet)
+  python tools/compare.py ... --report-only                                  (report what is finished)
+
+Per seed: a search at each of the config's MACs budgets (compare.nas.budgets) on the supernet (trained
+once into OUT/supernet), each found subnet retrained stand-alone; the dense CNN (compare.cnn) trained,
+then pruned (torch-pruning) to each NAS subnet's MACs and to the extreme budgets
+(compare.prune.extreme_budgets) and fine-tuned; every tracker tracked on the held-out split
+(compare.split) and timed at compare.latency.threads thread(s). Each stage is skipped when its output
+exists, so the same command resumes an interrupted run.
+
+Writes OUT/results.csv (one row per tracker), OUT/report.md (matched-MACs table with the AO margin over
+seeds and a verdict per budget, training budgets, stage times), OUT/ao_vs_macs.png, OUT/ao_vs_latency.png,
+OUT/success_*.png, OUT/stability.png and OUT/stages.json.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lighttrack_nas.cli import run_cli
+from lighttrack_nas.compare import compare
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True,
+                   help="comparison YAML: an experiment with a compare: section (e.g. experiments/compare_tiny.yaml)")
+    p.add_argument("--out", required=True,
+                   help="output directory; finished stages found there are skipped (resume = the same command)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds of the searches, retrainings, dense CNN trainings and prunings "
+                        "(default: the config's compare.seeds); the supernet is shared by all")
+    p.add_argument("--supernet", default=None,
+                   help="trained supernet checkpoint to search in (default: train one into OUT/supernet)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run no stage: write results.csv, report.md and the plots from what OUT holds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and stage lines still written)")
+    args = p.parse_args()
+    if args.seeds is not None and (min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds)):
+        p.error(f"--seeds {args.seeds}: expected distinct integers >= 0")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = compare(args.config, args.out, args.seeds, args.supernet, progress=not args.no_progress,
+                      report_only=args.report_only)
+    for entry in summary["matched"]:
+        print(f"{entry['budget']}: {entry['verdict']}")
+    if summary["missing"]:
+        print(f"{len(summary['missing'])} tracker(s) not evaluated yet (see {args.out}/report.md)")
+    print(f"{len(summary['rows'])} tracker(s): {args.out}/results.csv, {args.out}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
