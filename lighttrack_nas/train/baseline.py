@@ -46,7 +46,8 @@ class BaselineTrainer(Trainer):
         model = build_from_spec(self.spec)
         if self.init_state is not None:
             model.load_state_dict(self.init_state)
-        return model
+            return model
+        return self.pretrained(model)
 
     def extra_state(self) -> dict[str, Any]:
         return {"model_spec": self.model.spec(), "bn_l1": self.bn_l1}

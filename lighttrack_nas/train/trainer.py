@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..config import ConfigError, check_keys, deep_merge, load_yaml
 from ..data.pairs import PairDataset
 from ..models.build import build_supernet, read_checkpoint
+from ..models.pretrained import init_backbone
 from ..space.space import SearchSpace
 from .loss import tracking_loss
 from .sampling import PathSampler, learning_rate
@@ -114,8 +115,6 @@ class Trainer:
             torch.set_num_threads(int(tc["threads"]))
         torch.manual_seed(self.seed)
         self.model = self.build_model().to(self.device)
-        if tc["pretrained_backbone"]:
-            self._load_backbone(tc["pretrained_backbone"])
         self.total = tc["epochs"] * tc["iters_per_epoch"]
         self.stop_at = min(self.total, max_iters) if max_iters else self.total
         self.accumulate = int(cfg["sampling"].get("accumulate", 1))
@@ -192,17 +191,13 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         return True
 
-    def _load_backbone(self, path: str) -> None:
-        state = read_checkpoint(path)["model"]
-        own = self.model.state_dict()
-        backbone = {id(p) for p in self.model.backbone_parameters()}
-        names = {n for n, p in self.model.named_parameters() if id(p) in backbone}
-        names |= {n for n, _ in self.model.named_buffers() if n.rsplit(".", 1)[0] + ".weight" in names}
-        matched = {k: v for k, v in state.items() if k in names and own[k].shape == v.shape}
-        if not matched:
-            raise ConfigError(f"{path}: no backbone weights match this {self.kind}'s backbone")
-        self.model.load_state_dict(matched, strict=False)
-        log.info("initialised %d backbone tensors from %s", len(matched), path)
+    def pretrained(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` with its backbone initialised as ``train.pretrained_backbone`` says (if it says)."""
+        source = self.train_cfg["pretrained_backbone"]
+        if source:
+            init_backbone(model, source)
+            log.info("initialised the %s backbone from %s", self.kind, source)
+        return model
 
     # ------------------------------------------------------------------ training
     def _set_lr(self, iteration: int) -> float:
@@ -301,7 +296,7 @@ class SupernetTrainer(Trainer):
         self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed,
                                    ramp.get("values", ()), int(ramp.get("iterations", 0)))
         self.head_paths = int(self.cfg["sampling"].get("head_paths", 1))
-        return build_supernet(self.space)
+        return self.pretrained(build_supernet(self.space))
 
     def next_path(self) -> str:
         self.arch = next(self.sampler)
@@ -350,7 +345,7 @@ class SubnetTrainer(Trainer):
             return supernet.extract(self.arch)
         self.space = experiment_space(self.cfg)
         self.arch = self.space.decode(self.arch_text)
-        return build_supernet(self.space).extract(self.arch)
+        return self.pretrained(build_supernet(self.space)).extract(self.arch)
 
     def next_path(self) -> str:
         return f"subnet {self.arch}"

