@@ -170,3 +170,41 @@ def test_shared_tower_kernels(tiny_space):
     # the shared weights are on the path of both kernels, exactly once
     on_path = path_parameters(net)
     assert sum(p is k5.shared.depthwise.weight for p in on_path) == 1
+
+
+def test_shared_tower_widths(tiny_space):
+    """OFA's elastic width: one tower per kind at the largest width; narrower widths run its first
+    channels, and extracted subnets hold copies of exactly those slices."""
+    from lighttrack_nas.cost import CostTable, count_tracking_model
+    from lighttrack_nas.space import SearchSpace
+
+    spec = tiny_space.to_dict()
+    spec["settings"].update(head_share_kernels=["dsconv"], head_share_widths=True)
+    space = SearchSpace.from_dict(spec)
+    torch.manual_seed(0)
+    net = build_supernet(space)
+    candidates = net.towers["cls"].candidates
+    assert candidates["128"].shared is candidates["256"].shared
+    z, x = _inputs(net)
+    net.train()
+    for seed in range(3):   # BatchNorm statistics of different slices
+        net.set_arch(space.sample(seed))
+        net(z, x)
+    net.eval()
+    table = CostTable(net)
+    for seed in (4, 5):
+        arch = space.validate({**space.sample(seed), "cls_w": 128, "reg_w": 192, "cls.1": "k3"})
+        net.set_arch(arch)
+        with torch.no_grad():
+            expected = net(z, x)
+            sub = net.extract(arch).eval()
+            got = sub(z, x)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+        cost = count_tracking_model(sub)
+        assert (table.macs(arch), table.params(arch)) == (cost.macs, cost.params)
+    shared = candidates["256"].shared[1].candidates["k5"].shared
+    layer = sub.cls_tower[1]
+    assert layer.pointwise.weight.shape[:2] == (32, 32) and shared.pointwise.weight.shape[:2] == (64, 64)
+    assert torch.equal(layer.pointwise.weight, shared.pointwise.weight[:32, :32])
+    assert torch.equal(layer.bn.running_mean, shared.bn.running_mean[:32])
+    assert sum(p is shared.pointwise.weight for p in path_parameters(net)) == 1

@@ -253,3 +253,22 @@ def test_real_fitness_resumes_after_sigkill(micro, tmp_path):
     for arch, record in ref_records.items():
         assert 0.0 <= record["ao"] <= 1.0 and record["fitness"] == pytest.approx((record["ao"] + record["sr50"]) / 2)
         assert got_records[arch]["fitness"] == pytest.approx(record["fitness"], abs=1e-9)
+
+
+def test_bench_search_compares_strategies_at_equal_evaluations(micro, tmp_path):
+    config = tmp_path / "small.yaml"  # 3 candidates x 2 generations, real tracker fitness
+    config.write_text(yaml.safe_dump({"extends": str(micro[0]), "search": {"population": 3, "generations": 2,
+                                                                           "mutants": 1, "crossovers": 1}}))
+    out = tmp_path / "bench"
+    run = subprocess.run([sys.executable, "tools/bench_search.py", "--config", str(config), "--supernet", str(micro[1]),
+                          "--out", str(out), "--seeds", "0", "--no-progress"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "bench_search.json").read_text())
+    assert [r["strategy"] for r in report["runs"]] == ["evolution", "random"]
+    for r in report["runs"]:
+        fitness = [c["fitness"] for c in read_records(Path(r["folder"]) / "candidates.jsonl").values()]
+        assert r["evaluations"] == len(fitness) == 6 and r["best_fitness"] == pytest.approx(max(fitness))
+        assert r["curve"] == sorted(r["curve"]) and len(r["curve"]) == 6
+    assert "| evolution | 1 | 6 |" in (out / "bench_search.md").read_text()
+    assert (out / "best_so_far.png").stat().st_size > 5_000

@@ -127,6 +127,40 @@ def test_head_paths_average_the_losses_of_several_head_configurations(micro_conf
         load_experiment(micro_config, {"sampling": {"head_paths": 0}})
 
 
+def test_head_teacher_trains_the_largest_head_and_distils_into_the_sampled_one(micro_config, tmp_path):
+    import torch.nn.functional as F
+
+    from lighttrack_nas.train import tracking_loss
+
+    cfg = load_experiment(micro_config, {"sampling": {"head_teacher": True, "distill": 0.5}})
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    m, teacher_head = trainer.model, trainer.teacher_head
+    assert teacher_head["cls_w"] == 256 and teacher_head["reg_w"] == 256
+    assert all(teacher_head[f"{k}.{i}"] == "k5" for k in ("cls", "reg") for i in range(8))
+    batch = {k: torch.stack([trainer.dataset[i][k] for i in range(4)]) for k in ("template", "search", "search_box")}
+    m.train()
+    while True:   # a sampled head other than the teacher's
+        trainer.next_path()
+        if trainer.arch["cls_w"] != 256:
+            break
+    arch = trainer.arch
+    got = trainer.losses(batch)
+    outputs, parts = [], []
+    for a in (arch, m.space.validate({**arch, **teacher_head})):
+        m.set_arch(a)
+        cls, reg = m(batch["template"], batch["search"])
+        outputs.append(cls)
+        parts.append(tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride,
+                                   cfg["train"]["label_radius_px"], cfg["train"]["reg_loss_weight"])["loss"])
+    distill = F.binary_cross_entropy_with_logits(outputs[0], torch.sigmoid(outputs[1]))
+    assert torch.allclose(got["distill"], distill, atol=1e-5)
+    assert torch.allclose(got["loss"], (parts[0] + parts[1]) / 2 + 0.5 * distill, atol=1e-5)
+    got["loss"].backward()   # the teacher's tower learns from every path
+    assert m.towers["cls"].candidates["256"][-1].conv.weight.grad is not None
+    with pytest.raises(Exception, match="head_teacher"):
+        load_experiment(micro_config, {"sampling": {"distill": 1.0}})
+
+
 def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch):
     import lighttrack_nas.train.trainer as trainer_module
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..models.choice import WidthSlice
 from ..models.lighttrack import LightTrackSupernet
 from ..models.ops import Skip
 from ..space.space import Architecture
@@ -28,7 +29,8 @@ class PathTable:
     def __init__(self, supernet: LightTrackSupernet, entries: dict[tuple, float]):
         self.space, self.positions, self.entries = supernet.space, supernet.positions, entries
         self.layer_labels = [layer.label for layer in supernet.layers]
-        self.tower_labels = {k: [m.label for m in next(iter(supernet.towers[k].candidates.values())) if hasattr(m, "label")]
+        self.tower_labels = {k: [m.label for m in _tower(next(iter(supernet.towers[k].candidates.values())))
+                                 if hasattr(m, "label")]
                              for k in ("cls", "reg")}
         self.memo: dict[tuple, float] = {}
 
@@ -63,7 +65,8 @@ class PathTable:
                 self.entries[("neck", value, "z")] = self._value(norm.template, torch.zeros(zs))
         neck_channels = next(iter(net.necks.values())).adjust.out_channels
         for kind in ("cls", "reg"):
-            for width, tower in net.towers[kind].candidates.items():
+            for width, candidate in net.towers[kind].candidates.items():
+                tower = _tower(candidate)
                 for j, module in enumerate(tower):
                     ops = module.candidates if hasattr(module, "candidates") else {"predictor": module}
                     in_ch = neck_channels if j == 0 else tower[-1].conv.in_channels
@@ -125,6 +128,11 @@ class CostTable:
 
     def params(self, arch: Architecture) -> int:
         return int(self.params_table.total(arch)) + self.template_norm_params[str(arch["out"])]
+
+
+def _tower(candidate: nn.Module) -> nn.Sequential:
+    """A tower candidate as a plain chain of its layers (a shared-width tower sliced to its width)."""
+    return candidate.expand() if isinstance(candidate, WidthSlice) else candidate
 
 
 def _params(module: nn.Module) -> int:

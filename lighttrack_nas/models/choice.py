@@ -8,7 +8,8 @@ so no choice machinery and no unused weights remain (NNI's ``freeze(sample) -> n
 Kernel sharing (OFA's elastic kernel): candidates of one op type that differ only in ``kernel``
 can share one set of weights, the smaller kernels using the centre of the largest
 (:class:`SharedKernel`); ops that support it implement ``forward(x, kernel=k)`` and
-``with_kernel(k)``.
+``with_kernel(k)``. Width sharing (OFA's elastic width): the candidates of a width choice run one
+chain built at the largest width with their first channels (:class:`WidthSlice`).
 """
 from __future__ import annotations
 
@@ -59,6 +60,50 @@ class SharedKernel(nn.Module):
         return f"kernel={self.kernel}"
 
 
+class WidthSlice(nn.Module):
+    """A candidate of a width choice (OFA's elastic width): the shared chain ``shared``, built at the
+    largest width, run with the first ``width`` channels of every layer's output (the first layer
+    reads its whole input). Layers that support it have a ``width`` attribute and a
+    ``sliced(in_channels, out_channels, kernel)`` copy method; the last layer only adapts its input."""
+
+    def __init__(self, shared: nn.Sequential, width: int):
+        super().__init__()
+        self.shared, self.width = shared, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self.shared.modules():
+            if hasattr(m, "sliced") and hasattr(m, "width"):
+                m.width = self.width
+        return self.shared(x)
+
+    def expand(self) -> nn.Sequential:
+        """The chain at this width as plain modules with their own copies of the sliced weights
+        (choices inside kept, each candidate sliced)."""
+        layers = []
+        for j, layer in enumerate(self.shared):
+            in_channels = None if j == 0 else self.width
+            out_channels = None if j == len(self.shared) - 1 else self.width
+            if isinstance(layer, LayerChoice):
+                choice = LayerChoice(layer.label, {v: _sliced(c, in_channels, out_channels)
+                                                   for v, c in layer.candidates.items()})
+                choice.active = layer.active
+                layers.append(choice)
+            else:
+                layers.append(_sliced(layer, in_channels, out_channels))
+        return nn.Sequential(*layers)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}"
+
+
+def _sliced(module: nn.Module, in_channels: int | None, out_channels: int | None) -> nn.Module:
+    if isinstance(module, SharedKernel):
+        return module.shared.sliced(in_channels, out_channels, module.kernel)
+    if hasattr(module, "sliced"):
+        return module.sliced(in_channels, out_channels)
+    return copy.deepcopy(module)  # parameter-free ops (identity)
+
+
 def op_choice(label: str, values: list[Any], ops: Mapping[str, Mapping[str, Any]], in_channels: int,
               out_channels: int, stride: int = 1, share_kernels: Collection[str] = ()) -> LayerChoice:
     """A LayerChoice whose candidates are the registered ops named by ``values``.
@@ -104,6 +149,8 @@ def _replace_choices(module: nn.Module) -> nn.Module:
         return _replace_choices(module.chosen())
     if isinstance(module, SharedKernel):
         return module.materialize()
+    if isinstance(module, WidthSlice):
+        return _replace_choices(module.expand())
     for name, child in list(module.named_children()):
         setattr(module, name, _replace_choices(child))
     return module

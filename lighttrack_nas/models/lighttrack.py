@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..space.space import Architecture, SearchSpace
-from .choice import LayerChoice, activate, freeze, op_choice
+from .choice import LayerChoice, WidthSlice, activate, freeze, op_choice
 from .ops import DepthwiseSeparable, Skip, conv_bn, make_divisible
 from .registry import register_model
 
@@ -73,8 +73,18 @@ class Predictor(nn.Module):
         self.conv = nn.Conv2d(in_channels, 1 if kind == "cls" else 4, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+        c = x.shape[1]
+        y = self.conv(x) if c == self.conv.in_channels else F.conv2d(x, self.conv.weight[:, :c], self.conv.bias,
+                                                                         padding=1)
         return y * self.scale if self.kind == "cls" else F.relu(y) * self.scale
+
+    def sliced(self, in_channels: int | None = None, out_channels: int | None = None) -> "Predictor":
+        """A stand-alone copy reading the first ``in_channels`` inputs (its outputs are fixed)."""
+        c = in_channels or self.conv.in_channels
+        out = Predictor(c, self.kind, self.scale)
+        out.conv.weight.data.copy_(self.conv.weight[:, :c])
+        out.conv.bias.data.copy_(self.conv.bias)
+        return out
 
 
 class TrackingNet(nn.Module):
@@ -174,15 +184,21 @@ class LightTrackSupernet(TrackingNet):
         share = list(s.get("head_share_kernels", []))  # op types whose kernel variants share tower weights
         self.towers = nn.ModuleDict()
         for kind in ("cls", "reg"):
-            widths = {}
-            for w in space.choice(f"{kind}_w").values:
-                width = make_divisible(int(w) * hmult)
-                tower_choices = [c for c in space.choices if c.group == kind]
+            tower_choices = [c for c in space.choices if c.group == kind]
+
+            def tower(width: int) -> nn.Sequential:
                 ops = [op_choice(c.label, list(c.values), space.ops, neck_ch if i == 0 else width, width,
                                  share_kernels=share)
                        for i, c in enumerate(tower_choices)]
-                widths[str(w)] = nn.Sequential(*ops, Predictor(width, kind, scales[kind]))
-            self.towers[kind] = LayerChoice(f"{kind}_w", widths)
+                return nn.Sequential(*ops, Predictor(width, kind, scales[kind]))
+
+            widths = {str(w): make_divisible(int(w) * hmult) for w in space.choice(f"{kind}_w").values}
+            if s.get("head_share_widths"):  # one tower at the largest width, narrower ones use its first channels
+                shared = tower(max(widths.values()))
+                candidates = {v: WidthSlice(shared, width) for v, width in widths.items()}
+            else:
+                candidates = {v: tower(width) for v, width in widths.items()}
+            self.towers[kind] = LayerChoice(f"{kind}_w", candidates)
         self.set_arch(space.sample(0))
 
     @property

@@ -106,31 +106,58 @@ class DepthwiseSeparable(nn.Module):
 
 
 class SeparableConvBNReLU(nn.Module):
-    """Head tower layer as published: depthwise kxk, pointwise 1x1, BN, ReLU."""
+    """Head tower layer as published: depthwise kxk, pointwise 1x1, BN, ReLU.
+
+    Elastic (OFA-style weight sharing): ``forward(x, kernel=k)`` runs with the centre ``k x k``
+    depthwise taps, an input with fewer channels than the layer uses its first ones, and
+    ``width`` (set by a shared-width tower) keeps the first ``width`` output channels."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3):
         super().__init__()
         self.depthwise = nn.Conv2d(in_channels, in_channels, kernel, stride, kernel // 2, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
+        self.width: int | None = None
 
     def forward(self, x: torch.Tensor, kernel: int | None = None) -> torch.Tensor:
-        """``kernel``: run with the centre ``kernel x kernel`` of the depthwise weights (kernel sharing)."""
-        if kernel is None or kernel == self.depthwise.kernel_size[0]:
-            y = self.depthwise(x)
-        else:
-            y = F.conv2d(x, centre_crop(self.depthwise.weight, kernel), None, self.depthwise.stride, kernel // 2,
-                         groups=self.depthwise.groups)
-        return F.relu(self.bn(self.pointwise(y)))
+        full_kernel = kernel is None or kernel == self.depthwise.kernel_size[0]
+        channels, width = x.shape[1], self.width or self.pointwise.out_channels
+        if full_kernel and channels == self.depthwise.in_channels and width == self.pointwise.out_channels:
+            return F.relu(self.bn(self.pointwise(self.depthwise(x))))
+        k = kernel or self.depthwise.kernel_size[0]
+        y = F.conv2d(x, centre_crop(self.depthwise.weight[:channels], k), None, self.depthwise.stride, k // 2,
+                     groups=channels)
+        return F.relu(sliced_batch_norm(self.bn, F.conv2d(y, self.pointwise.weight[:width, :channels])))
+
+    def sliced(self, in_channels: int | None = None, out_channels: int | None = None,
+               kernel: int | None = None) -> "SeparableConvBNReLU":
+        """A stand-alone copy with the first ``in/out_channels`` and the centre ``kernel`` taps."""
+        dw = self.depthwise
+        c = in_channels or dw.in_channels
+        w = out_channels or self.pointwise.out_channels
+        k = kernel or dw.kernel_size[0]
+        out = SeparableConvBNReLU(c, w, dw.stride[0], k)
+        state = {"depthwise.weight": centre_crop(dw.weight[:c], k), "pointwise.weight": self.pointwise.weight[:w, :c],
+                 **{f"bn.{n}": t[:w] for n, t in self.bn.state_dict().items() if t.dim()},
+                 "bn.num_batches_tracked": self.bn.num_batches_tracked}
+        out.load_state_dict({n: t.clone() for n, t in state.items()})
+        return out
 
     def with_kernel(self, kernel: int) -> "SeparableConvBNReLU":
         """A stand-alone copy running with the centre ``kernel x kernel`` of the depthwise weights."""
-        dw = self.depthwise
-        out = SeparableConvBNReLU(dw.in_channels, self.pointwise.out_channels, dw.stride[0], kernel)
-        state = {k: v.clone() for k, v in self.state_dict().items()}
-        state["depthwise.weight"] = centre_crop(dw.weight, kernel).clone()
-        out.load_state_dict(state)
-        return out
+        return self.sliced(kernel=kernel)
+
+
+def sliced_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` applied to ``x``'s channels, its first ``x.shape[1]`` channels (running statistics of
+    those updated in place exactly as :class:`nn.BatchNorm2d` would)."""
+    c = x.shape[1]
+    factor = 0.0
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
+                        bn.training or bn.running_mean is None, factor, bn.eps)
 
 
 def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:

@@ -368,6 +368,12 @@ def minimize(space: SearchSpace, cost: Callable[[Architecture], float], start: A
     return Architecture(space, values)
 
 
+def largest_architecture(space: SearchSpace, cost: Callable[[Architecture], float],
+                         start: Architecture | None = None) -> Architecture:
+    """The most costly architecture (e.g. by MACs), by coordinate ascent from ``start``."""
+    return minimize(space, lambda a: -cost(a), start if start is not None else space.sample(0))
+
+
 def _expand_choice(entry: Any, where: str) -> list[Choice]:
     """One YAML choice entry -> Choice objects. ``repeat: N`` makes labels ``name.start..``."""
     if not isinstance(entry, Mapping):

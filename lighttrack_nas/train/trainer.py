@@ -24,14 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import ConfigError, check_keys, deep_merge, load_yaml
 from ..data.pairs import PairDataset
+from ..cost import CostTable
 from ..models.build import build_supernet, read_checkpoint
 from ..models.pretrained import init_backbone
-from ..space.space import SearchSpace
+from ..space.space import Architecture, SearchSpace, largest_architecture
 from .loss import tracking_loss
 from .sampling import PathSampler, learning_rate
 
@@ -62,7 +64,10 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
-    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp"}, f"{path}: sampling")
+    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp", "head_teacher", "distill"},
+               f"{path}: sampling")
+    if cfg["sampling"].get("distill") and not cfg["sampling"].get("head_teacher"):
+        raise ConfigError(f"{path}: sampling.distill needs sampling.head_teacher: true (the head it distils from)")
     check_keys(cfg["sampling"].get("ramp") or {}, {"values", "iterations"}, f"{path}: sampling.ramp")
     head_paths = cfg["sampling"].get("head_paths", 1)
     if isinstance(head_paths, bool) or not isinstance(head_paths, int) or head_paths < 1:
@@ -296,7 +301,12 @@ class SupernetTrainer(Trainer):
         self.sampler = PathSampler(self.space, self.cfg["sampling"].get("strategy", "uniform"), self.seed,
                                    ramp.get("values", ()), int(ramp.get("iterations", 0)))
         self.head_paths = int(self.cfg["sampling"].get("head_paths", 1))
-        return self.pretrained(build_supernet(self.space))
+        supernet = self.pretrained(build_supernet(self.space))
+        self.teacher_head, self.distill = None, float(self.cfg["sampling"].get("distill", 0.0))
+        if self.cfg["sampling"].get("head_teacher"):
+            largest = largest_architecture(self.space, CostTable(supernet).macs)
+            self.teacher_head = {label: largest[label] for label in supernet.head_labels}
+        return supernet
 
     def next_path(self) -> str:
         self.arch = next(self.sampler)
@@ -304,18 +314,29 @@ class SupernetTrainer(Trainer):
         return f"architecture {self.arch}"
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.head_paths == 1:
+        if self.head_paths == 1 and self.teacher_head is None:
             return super().losses(batch)
         m, tc = self.model, self.train_cfg
         features = m.correlate(m.template_features(batch["template"]), batch["search"])
         heads = [self.arch] + [self.sampler.resample(self.arch, m.head_labels) for _ in range(self.head_paths - 1)]
-        parts = []
-        for arch in heads:
+
+        def head_loss(arch: Architecture) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
             m.set_arch(arch)
             cls, reg = m.predict(features)
-            parts.append(tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride, tc["label_radius_px"],
-                                       tc["reg_loss_weight"]))
-        return {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
+            return tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride, tc["label_radius_px"],
+                                 tc["reg_loss_weight"]), cls
+
+        parts, maps = zip(*(head_loss(arch) for arch in heads))
+        out = {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
+        if self.teacher_head is None:
+            return out
+        teacher, teacher_cls = head_loss(self.space.validate({**self.arch, **self.teacher_head}))
+        target = torch.sigmoid(teacher_cls.detach())
+        distill = torch.stack([F.binary_cross_entropy_with_logits(c, target) for c in maps]).mean()
+        out = {k: (out[k] * len(parts) + teacher[k]) / (len(parts) + 1) for k in out}
+        out["loss"] = out["loss"] + self.distill * distill
+        out["distill"] = distill
+        return out
 
     def extra_state(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "sampler": self.sampler.state_dict()}
