@@ -2,8 +2,8 @@
 """Build a per-op latency lookup table (LUT) for a search space on this machine.
 
 Every candidate op is timed once at every position (identical layers share one measurement),
-plus a fixed-overhead term fitted on a few whole subnets. Predicted per-frame network latency =
-sum along the path + overhead. Check it with: python tools/latency.py --lut LUT --validate 50
+plus a linear calibration fitted on a few whole subnets (least squares). Predicted per-frame network
+latency = scale x sum along the path + overhead. Check it with: python tools/latency.py --lut LUT --validate 50
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--min-run-time", type=float, default=0.05,
                    help="seconds of repeated runs per op after warm-up (default: %(default)s)")
     p.add_argument("--fit-subnets", type=int, default=10,
-                   help="random subnets timed whole to fit the fixed overhead (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the overhead-fitting subnets (default: %(default)s)")
+                   help="random subnets timed whole to fit the scale and overhead (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the calibration subnets (default: %(default)s)")
     p.add_argument("--out", required=True, help="output LUT (JSON)")
     return p.parse_args()
 
@@ -43,7 +43,7 @@ def main() -> int:
         table = LatencyTable.build(supernet, args.threads, args.min_run_time, args.fit_subnets, args.seed,
                                    progress=lambda name: bar.update(1), backend=args.backend)
     table.save(args.out)
-    print(f"wrote {args.out}: {len(table.entries)} entries, overhead {table.overhead * 1e3:.2f} ms "
+    print(f"wrote {args.out}: {len(table.entries)} entries, scale {table.scale:.3f}, overhead {table.overhead * 1e3:.2f} ms "
           f"({describe_machine()}, {args.threads} thread(s) while timing)")
     return 0
 

@@ -3,8 +3,8 @@
 Practice (REFERENCE.md section 7): fixed thread count, warm-up, many repetitions, the median
 (torch.utils.benchmark.Timer) and its spread; the CPU model, threads and library versions are
 stored with every result. The LUT measures each candidate module once at its input shape and adds
-a fixed-overhead term fitted on a few whole subnets; predicted latency = sum along the path +
-overhead.
+a linear calibration fitted on a few whole subnets; predicted latency = scale x sum along the path
++ overhead.
 
 Backends (``BACKENDS``): ``torch`` runs the modules as given; ``onnxruntime`` exports them to ONNX
 and times ONNX Runtime (whole subnets in their fused inference form, as the tracker deploys them),
@@ -85,15 +85,17 @@ def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.
 class LatencyTable:
     """Per-op latency LUT of a supernet's per-frame path plus a fitted fixed overhead."""
 
-    def __init__(self, entries: dict[tuple, float], overhead: float, meta: dict[str, Any]):
-        self.entries, self.overhead, self.meta = entries, overhead, meta
+    def __init__(self, entries: dict[tuple, float], overhead: float, meta: dict[str, Any], scale: float = 1.0):
+        self.entries, self.overhead, self.meta, self.scale = entries, overhead, meta, scale
         self._paths: PathTable | None = None
 
     @classmethod
     def build(cls, supernet: LightTrackSupernet, threads: int = 1, min_run_time: float = 0.05,
               fit_subnets: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None,
               backend: str = "torch") -> "LatencyTable":
-        """Measure every candidate once, then fit the overhead on ``fit_subnets`` random subnets.
+        """Measure every candidate once, then fit ``measured = scale x sum + overhead`` by least squares
+        on ``fit_subnets`` random subnets (ops timed alone run at another speed than in a chain; with
+        fewer than 3 subnets only the overhead is fitted).
         ``onnxruntime``: each candidate is exported on its own (a few seconds each)."""
         _check_backend(backend)
         supernet.eval()
@@ -109,14 +111,17 @@ class LatencyTable:
 
         paths = PathTable.measure(supernet, measure)
         rng = np.random.default_rng(seed)
-        residuals = []
+        sums, measured = [], []
         for _ in range(fit_subnets):
             arch = supernet.space.sample(rng)
-            measured = network_latency(supernet.extract(arch), threads, backend=backend).median
-            residuals.append(measured - paths.total(arch))
+            measured.append(network_latency(supernet.extract(arch), threads, backend=backend).median)
+            sums.append(paths.total(arch))
+        scale, overhead = 1.0, float(np.median(np.subtract(measured, sums))) if sums else 0.0
+        if len(sums) >= 3 and np.ptp(sums) > 0:
+            scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
         meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
                 "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
-        table = cls(paths.entries, float(np.median(residuals)) if residuals else 0.0, meta)
+        table = cls(paths.entries, overhead, meta, scale)
         table._paths = paths
         return table
 
@@ -132,11 +137,11 @@ class LatencyTable:
         """Predicted per-frame network latency in seconds."""
         if self._paths is None:
             raise RuntimeError("call bind(supernet) on a loaded latency table first")
-        return self._paths.total(arch) + self.overhead
+        return self.scale * self._paths.total(arch) + self.overhead
 
     def save(self, path: str | Path) -> None:
         """Write the LUT as JSON (atomically)."""
-        data = {"meta": self.meta, "overhead": self.overhead,
+        data = {"meta": self.meta, "overhead": self.overhead, "scale": self.scale,
                 "entries": [[list(k), v] for k, v in self.entries.items()]}
         tmp = Path(str(path) + ".tmp")
         tmp.write_text(json.dumps(data, indent=1))
@@ -147,7 +152,7 @@ class LatencyTable:
         try:
             data = json.loads(Path(path).read_text())
             entries = {tuple(k): float(v) for k, v in data["entries"]}
-            return cls(entries, float(data["overhead"]), data["meta"])
+            return cls(entries, float(data["overhead"]), data["meta"], float(data.get("scale", 1.0)))
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: latency table not found (build it with tools/build_latency_lut.py)") from None
         except (ValueError, KeyError, TypeError) as err:

@@ -1,0 +1,31 @@
+"""Every shipped experiment config loads, and the network it trains accepts its backbone initialisation
+(e.g. an EfficientNet-Lite0 start only for LightTrack supernets), so no long run fails at its start."""
+import pytest
+
+from conftest import ROOT
+from lighttrack_nas.compare.settings import prepare
+from lighttrack_nas.models import build_model, build_supernet
+from lighttrack_nas.models.pretrained import init_backbone
+from lighttrack_nas.train import experiment_space, load_experiment
+
+EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.yaml")
+                     if p.name not in ("tracker.yaml", "compare_tiny.yaml"))  # the comparison: below
+
+
+def _check_trainable(cfg):
+    model = build_model(cfg["model"]) if "model" in cfg else build_supernet(experiment_space(cfg))
+    if cfg["train"]["pretrained_backbone"]:
+        init_backbone(model, cfg["train"]["pretrained_backbone"])
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_config_loads_and_its_model_initialises(path):
+    _check_trainable(load_experiment(path))
+
+
+def test_compare_families_initialise(tmp_path):
+    experiment = prepare(ROOT / "experiments" / "compare_tiny.yaml", tmp_path)
+    for cfg in (experiment.nas, experiment.retrain, experiment.cnn):
+        _check_trainable(cfg)
+    assert experiment.nas["train"]["pretrained_backbone"] == "efficientnet-lite0"
+    assert experiment.cnn["train"]["pretrained_backbone"] is None
