@@ -131,9 +131,10 @@ def init_from_efficientnet_lite0(supernet: nn.Module, state: dict[str, torch.Ten
     _copy_conv(ds.depthwise[0], state["_blocks.0._depthwise_conv.weight"], stem_idx, None)
     _copy_bn(ds.depthwise[1], state, "_blocks.0._bn1.", stem_idx)
     ds_idx = _top(state["_blocks.0._bn2.weight"], ds.pointwise[0].weight.shape[0])
-    if not isinstance(ds.se, nn.Identity):
+    ds_has_se = not isinstance(ds.se, nn.Identity)
+    if ds_has_se:
         _neutral_se(ds.se)
-    _copy_conv(ds.pointwise[0], state["_blocks.0._project_conv.weight"] * 2.0, ds_idx, stem_idx)
+    _copy_conv(ds.pointwise[0], state["_blocks.0._project_conv.weight"] * (2.0 if ds_has_se else 1.0), ds_idx, stem_idx)
     _copy_bn(ds.pointwise[1], state, "_blocks.0._bn2.", ds_idx)
     layer = 0
     in_idx = ds_idx
