@@ -327,13 +327,12 @@ class SupernetTrainer(Trainer):
                                  tc["reg_loss_weight"]), cls
 
         parts, maps = zip(*(head_loss(arch) for arch in heads))
-        out = {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
         if self.teacher_head is None:
-            return out
+            return {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
         teacher, teacher_cls = head_loss(self.space.validate({**self.arch, **self.teacher_head}))
         target = torch.sigmoid(teacher_cls.detach())
         distill = torch.stack([F.binary_cross_entropy_with_logits(c, target) for c in maps]).mean()
-        out = {k: (out[k] * len(parts) + teacher[k]) / (len(parts) + 1) for k in out}
+        out = {k: torch.stack([p[k] for p in (*parts, teacher)]).mean() for k in teacher}
         out["loss"] = out["loss"] + self.distill * distill
         out["distill"] = distill
         return out
