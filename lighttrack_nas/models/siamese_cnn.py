@@ -78,19 +78,11 @@ class SiameseCNN(TrackingNet):
         if self.template_size % self._stride or self.search_size % self._stride:
             raise ValueError(f"template_size {self.template_size} and search_size {self.search_size} must be "
                              f"multiples of the backbone stride {self._stride}")
-        layers: list[nn.Module] = [conv_bn(3, widths["stem"], 3, 2, act=nn.ReLU)]
-        channels = widths["stem"]
-        for stage in widths["stages"]:
-            blocks = [ResidualBlock(channels if i == 0 else stage["out"], inner, stage["out"],
-                                    stage["stride"] if i == 0 else 1, projection=i == 0)
-                      for i, inner in enumerate(stage["blocks"])]
-            layers.append(nn.Sequential(*blocks))
-            channels = stage["out"]
-        self.backbone = nn.Sequential(*layers)
+        self.backbone, channels = resnet_backbone(widths["stem"], widths["stages"])
         self.norm = PositionNorm(channels)
         self.neck = CorrelationNeck((self.template_size // self._stride) ** 2, widths["neck"], self.attention_reduction)
-        self.cls_tower = _tower(widths["neck"], widths["cls_tower"], "cls", self.cls_scale)
-        self.reg_tower = _tower(widths["neck"], widths["reg_tower"], "reg", self.reg_scale)
+        self.cls_tower = tower(widths["neck"], widths["cls_tower"], "cls", self.cls_scale)
+        self.reg_tower = tower(widths["neck"], widths["reg_tower"], "reg", self.reg_scale)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "SiameseCNN":
@@ -106,11 +98,7 @@ class SiameseCNN(TrackingNet):
     def spec(self) -> dict[str, Any]:
         """Plain-data description that rebuilds this network, widths read from the modules themselves
         (so a pruned network reports its pruned widths)."""
-        stem, *stages = self.backbone
-        widths = {"stem": stem[0].out_channels,
-                  "stages": [{"stride": stride, "out": blocks[0].body[-1][0].out_channels,
-                              "blocks": [[seq[0].out_channels for seq in block.body[:-1]] for block in blocks]}
-                             for stride, blocks in zip(self.strides, stages)],
+        widths = {**resnet_widths(self.backbone, self.strides),
                   "neck": self.neck.adjust.out_channels,
                   "cls_tower": [layer[0].out_channels for layer in self.cls_tower[:-1]],
                   "reg_tower": [layer[0].out_channels for layer in self.reg_tower[:-1]]}
@@ -127,7 +115,29 @@ class SiameseCNN(TrackingNet):
         return self.backbone, self.norm, self.neck, self.cls_tower, self.reg_tower, self._stride
 
 
-def _tower(in_channels: int, widths: Sequence[int], kind: str, scale: float) -> nn.Sequential:
+def resnet_backbone(stem: int, stages: Sequence[Mapping[str, Any]]) -> tuple[nn.Sequential, int]:
+    """Stem conv3x3 s2 + the residual ``stages`` (see the module docstring); returns it and its output channels."""
+    layers: list[nn.Module] = [conv_bn(3, stem, 3, 2, act=nn.ReLU)]
+    channels = stem
+    for stage in stages:
+        blocks = [ResidualBlock(channels if i == 0 else stage["out"], inner, stage["out"],
+                                stage["stride"] if i == 0 else 1, projection=i == 0)
+                  for i, inner in enumerate(stage["blocks"])]
+        layers.append(nn.Sequential(*blocks))
+        channels = stage["out"]
+    return nn.Sequential(*layers), channels
+
+
+def resnet_widths(backbone: nn.Sequential, strides: Sequence[int]) -> dict[str, Any]:
+    """``{"stem", "stages"}`` widths read back from a :func:`resnet_backbone` (pruned or not)."""
+    stem, *stages = backbone
+    return {"stem": stem[0].out_channels,
+            "stages": [{"stride": stride, "out": blocks[0].body[-1][0].out_channels,
+                        "blocks": [[seq[0].out_channels for seq in block.body[:-1]] for block in blocks]}
+                       for stride, blocks in zip(strides, stages)]}
+
+
+def tower(in_channels: int, widths: Sequence[int], kind: str, scale: float) -> nn.Sequential:
     """conv3x3 + BN + ReLU layers of the given widths, then the ``kind`` predictor."""
     layers, channels = [], in_channels
     for width in widths:
@@ -136,12 +146,13 @@ def _tower(in_channels: int, widths: Sequence[int], kind: str, scale: float) -> 
     return nn.Sequential(*layers, Predictor(channels, kind, scale))
 
 
-def check_widths(widths: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a widths spec; errors name the field."""
+def check_widths(widths: Mapping[str, Any], keys: frozenset[str] | set[str] = WIDTH_KEYS) -> dict[str, Any]:
+    """Validate a widths spec with exactly ``keys`` (a subset of :data:`WIDTH_KEYS` with ``stem``,
+    ``stages`` and the towers); errors name the field."""
     if not isinstance(widths, Mapping):
-        raise ValueError(f"model.widths: expected a mapping with keys {sorted(WIDTH_KEYS)}")
-    if set(widths) != WIDTH_KEYS:
-        raise ValueError(f"model.widths: keys {sorted(widths)} must be exactly {sorted(WIDTH_KEYS)}")
+        raise ValueError(f"model.widths: expected a mapping with keys {sorted(keys)}")
+    if set(widths) != set(keys):
+        raise ValueError(f"model.widths: keys {sorted(widths)} must be exactly {sorted(keys)}")
 
     def positive(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -151,7 +162,9 @@ def check_widths(widths: Mapping[str, Any]) -> dict[str, Any]:
     stages = widths["stages"]
     if not isinstance(stages, Sequence) or not stages:
         raise ValueError("model.widths.stages: expected a non-empty list of {stride, out, blocks}")
-    out = {"stem": positive(widths["stem"], "stem"), "neck": positive(widths["neck"], "neck"), "stages": []}
+    out = {"stem": positive(widths["stem"], "stem"), "stages": []}
+    if "neck" in keys:
+        out["neck"] = positive(widths["neck"], "neck")
     for i, stage in enumerate(stages):
         where = f"stages[{i}]"
         if not isinstance(stage, Mapping) or set(stage) != {"stride", "out", "blocks"}:
@@ -168,8 +181,13 @@ def check_widths(widths: Mapping[str, Any]) -> dict[str, Any]:
                               "blocks": [[positive(w, f"{where}.blocks[{j}]") for w in inner]
                                          for j, inner in enumerate(blocks)]})
     for kind in ("cls_tower", "reg_tower"):
-        tower = widths[kind]
-        if not isinstance(tower, Sequence) or not tower:
-            raise ValueError(f"model.widths.{kind}: expected a non-empty list of widths")
-        out[kind] = [positive(w, f"{kind}[{j}]") for j, w in enumerate(tower)]
+        out[kind] = check_tower(widths[kind], f"model.widths.{kind}")
     return out
+
+
+def check_tower(widths: Any, where: str) -> list[int]:
+    """Validate a tower's list of conv widths; errors name ``where``."""
+    if not isinstance(widths, Sequence) or isinstance(widths, str) or not widths or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"{where}: expected a non-empty list of positive integer widths, got {widths!r}")
+    return [int(w) for w in widths]

@@ -34,7 +34,7 @@ from ..cost import CostTable
 from ..models.build import build_supernet, read_checkpoint
 from ..models.pretrained import init_backbone
 from ..space.space import Architecture, SearchSpace, largest_architecture
-from .loss import tracking_loss
+from .loss import model_loss, tracking_loss
 from .sampling import PathSampler, learning_rate
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ class Trainer:
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss parts of one batch (``template``, ``search``, ``search_box``) on the current path."""
         cls, reg = self.model(batch["template"], batch["search"])
-        return tracking_loss(cls, reg, batch["search_box"], self.model.search_size, self.model.stride,
-                             self.train_cfg["label_radius_px"], self.train_cfg["reg_loss_weight"])
+        return model_loss(self.model, cls, reg, batch["search_box"], self.train_cfg)
 
     def extra_state(self) -> dict[str, Any]:
         """What a subclass adds to the checkpoint."""
