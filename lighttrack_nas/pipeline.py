@@ -1,7 +1,8 @@
 """The main job: the tiny pipeline end to end, stage by stage, each stage resumable.
 
 data -> supernet training -> supernet evaluation (weight-sharing quality) -> cost table ->
-evolutionary search under the budgets of the config's ``search:`` section (when it has one).
+evolutionary search under the budgets of the config's ``search:`` section (when it has one) ->
+the comparison of a ``compare:`` config (:mod:`lighttrack_nas.compare`) on the same supernet, when given.
 A stage whose output exists is skipped (training resumes from its checkpoint), so an interrupted
 run continues where it stopped when started again with the same output directory.
 """
@@ -87,9 +88,11 @@ def stage_search(config: str | Path, checkpoint: Path, out: Path, progress: bool
 
 
 def run_pipeline(config: str | Path, out: str | Path, tracker_yaml: str | Path = "experiments/tracker.yaml",
-                 calibration_images: int = 256, progress: bool = True) -> dict[str, Any]:
-    """Run every stage of the experiment ``config`` into ``out``; returns the summary also written
-    to ``out/summary.json``."""
+                 calibration_images: int = 256, progress: bool = True, compare_config: str | Path | None = None,
+                 compare_seeds: list[int] | None = None) -> dict[str, Any]:
+    """Run every stage of the experiment ``config`` into ``out`` (with ``compare_config``, finally the
+    comparison into ``out/compare`` for ``compare_seeds``, searching the supernet trained here);
+    returns the summary also written to ``out/summary.json``."""
     cfg = load_experiment(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,13 @@ def run_pipeline(config: str | Path, out: str | Path, tracker_yaml: str | Path =
     if cfg.get("search"):
         found = timed("search", stage_search, config, checkpoint, out / "search", progress)
         summary["search"] = {k: found.get(k) for k in ("budgets", "best", "evaluations", "search_seconds")}
+    if compare_config is not None:
+        from .compare import compare
+
+        report = timed("compare", compare, compare_config, out / "compare", compare_seeds, checkpoint, progress)
+        summary["compare"] = {"report": str(out / "compare" / "report.md"), "trackers": len(report["rows"]),
+                              "missing": len(report["missing"]),
+                              "verdicts": {e["budget"]: e["verdict"] for e in report["matched"]}}
     summary["seconds"] = timings
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -81,8 +81,8 @@ def test_spec_round_trip_and_clear_width_errors():
     bad = {**MICRO_CNN, "widths": {**MICRO_CNN["widths"], "stem": 0}}
     with pytest.raises(ValueError, match=r"model.widths.stem: expected a positive integer"):
         build_model(bad)
-    with pytest.raises(ValueError, match=r"model.family: 'vit' is not one of \['cnn'\]"):
-        build_model({**MICRO_CNN, "family": "vit"})
+    with pytest.raises(ValueError, match=r"model.family: 'resnet' is not one of \['cnn', 'hybrid', 'vit'\]"):
+        build_model({**MICRO_CNN, "family": "resnet"})
 
 
 def test_checkpoint_round_trip_with_weights_only(dense_checkpoint):

@@ -8,6 +8,9 @@
   4. costs: MACs / params of LightTrack-Mobile and sampled architectures
   5. search: evolution under the config's latency budget (latency table built for this machine),
      finalists' latency measured for real; OUT/search/best.json holds the found architecture
+  6. comparison (--compare): on the same supernet, searches at the comparison's MACs budgets, the
+     found subnets retrained, the dense CNN trained and pruned to the same MACs and to extreme
+     budgets, every tracker tracked on the test split: OUT/compare/report.md, results.csv, plots
 
 Re-running with the same --out continues where an interrupted run stopped.
 """
@@ -28,6 +31,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
     p.add_argument("--calibration-images", type=int, default=256,
                    help="training pairs for BatchNorm recalibration of each subnet (default: %(default)s)")
+    p.add_argument("--compare", default="experiments/compare_tiny.yaml",
+                   help="comparison YAML run last on this supernet into OUT/compare ('none': stop after the "
+                        "search; default: %(default)s)")
+    p.add_argument("--compare-seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the comparison (default: %(default)s; compare_tiny.yaml's full set is 0 1 2, "
+                        "about 30 min per further seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args()
 
@@ -36,7 +45,9 @@ def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = run_pipeline(args.config, args.out, args.tracker, args.calibration_images,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress,
+                           compare_config=None if args.compare == "none" else args.compare,
+                           compare_seeds=args.compare_seeds)
     ev = summary["supernet_eval"]
     print(f"\nstatic-box baseline: AO {ev['static_baseline']['ao']:.3f}")
     for name in ("largest", "median"):
@@ -50,8 +61,13 @@ def main() -> int:
         print(f"search ({summary['search']['evaluations']} candidates, budgets {summary['search']['budgets']}): "
               + (f"fitness {best['fitness']:.3f}, AO {best['ao']:.3f}, {best['macs'] / 1e6:.1f} M MACs, "
                  f"{best['latency_ms']:.2f} ms measured  [{best['arch']}]" if best else "no candidate met the budgets"))
+    if "compare" in summary:
+        for budget, verdict in summary["compare"]["verdicts"].items():
+            print(f"compare {budget}: {verdict}")
+        print(f"comparison report: {summary['compare']['report']} ({summary['compare']['trackers']} trackers)")
     print(f"stage seconds: {summary['seconds']}")
-    print(f"outputs in {args.out}: summary.json, supernet/ (checkpoint, log, loss.png), supernet_eval.json, costs.csv, search/")
+    print(f"outputs in {args.out}: summary.json, supernet/ (checkpoint, log, loss.png), supernet_eval.json, costs.csv, "
+          f"search/, compare/")
     return 0
 
 

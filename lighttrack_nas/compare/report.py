@@ -1,6 +1,6 @@
 """The comparison's outputs from the trackers' ``test.json`` files: ``results.csv``, ``report.md`` and
 the plots (AO vs MACs and vs latency with each family's Pareto front, success plots per budget,
-stability under compression)."""
+stability under compression per family and method, CompressTracker's ablation)."""
 from __future__ import annotations
 
 import csv
@@ -26,12 +26,35 @@ from .runner import TEST_FILE
 from .settings import Experiment
 
 Row = dict[str, Any]
-CSV_FIELDS = ["family", "method", "seed", "budget", "kind", "matched_to", "target_macs", "budget_fraction", "macs",
+CSV_FIELDS = ["family", "method", "seed", "budget", "kind", "matched_to", "layers", "target_macs", "budget_fraction", "macs",
               "params", "latency_ms", "ao", "sr50", "sr75", "success_auc", "precision", "norm_precision", "macs_vs_nas",
               "train_iterations", "train_batch", "train_samples", "total_train_samples", "folder"]
 METRICS = ("ao", "sr50", "sr75", "success_auc", "precision", "norm_precision")
-COLORS = {"nas": "tab:blue", "cnn": "tab:orange"}
-NAMES = {"nas": "NAS (searched + retrained)", "cnn": "CNN (dense + pruned)"}
+COLORS = {"nas": "tab:blue", "cnn": "tab:orange", "vit": "tab:green", "hybrid": "tab:red"}
+NAMES = {"nas": "NAS (searched + retrained)", "cnn": "CNN", "vit": "ViT (one-stream transformer)",
+         "hybrid": "hybrid (STARK-lite)"}
+SHORT = {"cnn": "CNN", "vit": "ViT", "hybrid": "hybrid"}
+MARKERS = ("o", "s", "^", "v", "P", "X", "D")
+
+
+def _color(family: str) -> str:
+    return COLORS.get(family, "tab:gray")
+
+
+def method_label(exp: Experiment, family: str, method: str) -> str:
+    """``pruned CNN`` for a family with one criterion, ``pruned ViT (vit-slim)`` for one of several,
+    ``ViT compresstracker`` for CompressTracker students."""
+    name = SHORT.get(family, family)
+    if not method.startswith("pruned-"):
+        return f"{name} {method}"
+    fam = next((f for f in exp.families if f.name == family), None)
+    criterion = method.removeprefix("pruned-")
+    return f"pruned {name}" + (f" ({criterion})" if fam is not None and len(fam.criteria) > 1 else "")
+
+
+def compressed_methods(exp: Experiment) -> list[tuple[str, str]]:
+    """``(family, method)`` of every pruning method of the config, in report order."""
+    return [(f.name, f"pruned-{c}") for f in exp.families for c in f.criteria]
 
 
 def tracker_folders(exp: Experiment, out: Path, seeds: Iterable[int]) -> list[Path]:
@@ -39,9 +62,15 @@ def tracker_folders(exp: Experiment, out: Path, seeds: Iterable[int]) -> list[Pa
     s, folders = exp.settings, []
     for seed in seeds:
         folders += [out / "nas" / f"seed{seed}" / f"retrain_{b}" for b in s.nas_budgets]
-        cnn = out / "cnn" / f"seed{seed}"
-        folders += [cnn / "dense"] + [cnn / f"prune_{b}" for b in s.nas_budgets]
-        folders += [cnn / f"prune_{s.extreme_label(f)}" for f in s.extreme_budgets]
+        for family in exp.families:
+            base = out / family.name / f"seed{seed}"
+            folders.append(base / "dense")
+            for criterion in family.criteria:
+                folders += [base / criterion / f"prune_{b}" for b in s.nas_budgets]
+                folders += [base / criterion / f"prune_{s.extreme_label(f)}" for f in s.extreme_budgets]
+        if exp.compress is not None:
+            folders += [out / exp.compress.teacher / f"seed{seed}" / "compresstracker" / label
+                        for label, _, _ in exp.compress.variants]
     return folders
 
 
@@ -59,9 +88,10 @@ def collect(exp: Experiment, out: Path, seeds: Iterable[int]) -> tuple[list[Row]
             row.update(train_iterations=own["iterations"], train_batch=own["batch"], train_samples=own["samples"],
                        total_train_samples=sum(p["samples"] for p in row["training"]))
             rows.append(row)
-        elif (folder / "unmatched.json").exists():
-            seed = int(folder.parent.name.removeprefix("seed"))
-            unmatched.append({"seed": seed, "budget": folder.name.removeprefix("prune_"),
+        elif (folder / "unmatched.json").exists():  # {family}/seed{S}/{criterion}/prune_{B}
+            family, seed, criterion = folder.parts[-4], int(folder.parts[-3].removeprefix("seed")), folder.parts[-2]
+            unmatched.append({"family": family, "method": f"pruned-{criterion}", "seed": seed,
+                              "budget": folder.name.removeprefix("prune_"),
                               **json.loads((folder / "unmatched.json").read_text())})
         else:
             missing.append(str(folder.relative_to(out)))
@@ -88,50 +118,69 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def matched_table(exp: Experiment, rows: Sequence[Row], unmatched: Sequence[Row]) -> list[Row]:
-    """Per NAS budget: MACs and AO of both families over seeds, the AO margin (NAS - pruned CNN,
+    """Per NAS budget and pruning method: MACs and AO of both over seeds, the AO margin (NAS - pruned,
     paired by seed) and the verdict."""
     tol = exp.settings.tolerance
     table = []
     for label in exp.settings.nas_budgets:
         nas = {r["seed"]: r for r in rows if r["family"] == "nas" and r["budget"] == label}
-        cnn = {r["seed"]: r for r in rows if r.get("kind") == "matched" and r["matched_to"] == label}
-        seeds = sorted(set(nas) & set(cnn))
-        entry: Row = {"budget": label, "seeds": seeds}
-        if not seeds:
-            reasons = [u["reason"] for u in unmatched if u["budget"] == label]
-            why = reasons[0] if reasons else ("the NAS tracker is missing" if not nas else "the pruned CNN is missing")
-            entry["verdict"] = f"no verdict: {why}"
+        for family, method in compressed_methods(exp):
+            name = method_label(exp, family, method)
+            pruned = {r["seed"]: r for r in rows if r.get("kind") == "matched" and r["matched_to"] == label
+                      and r["family"] == family and r["method"] == method}
+            seeds = sorted(set(nas) & set(pruned))
+            entry: Row = {"budget": label, "family": family, "method": method, "name": name, "seeds": seeds}
             table.append(entry)
-            continue
-        margins = [nas[s]["ao"] - cnn[s]["ao"] for s in seeds]
-        diffs = [cnn[s]["macs"] / nas[s]["macs"] - 1 for s in seeds]
-        entry.update(nas_macs=float(np.mean([nas[s]["macs"] for s in seeds])),
-                     cnn_macs=float(np.mean([cnn[s]["macs"] for s in seeds])),
-                     nas_ao=_mean_std([nas[s]["ao"] for s in seeds]), cnn_ao=_mean_std([cnn[s]["ao"] for s in seeds]),
-                     margin=_mean_std(margins), wins=sum(m >= 0 for m in margins), worst_macs_diff=max(diffs, key=abs))
-        mean, std = entry["margin"]
-        spread = f" ± {std:.3f}" if std is not None else " (1 seed: no spread)"
-        detail = f"AO margin {mean:+.3f}{spread}; NAS ahead or equal on {entry['wins']}/{len(seeds)} seed(s)"
-        if abs(entry["worst_macs_diff"]) > tol:
-            entry["matched"] = False
-            tried = max((len(cnn[s].get("match", {}).get("tried", [])) for s in seeds), default=0)
-            entry["verdict"] = (f"no verdict: the pruned CNN's MACs differ from the NAS subnet's by "
-                                f"{entry['worst_macs_diff']:+.1%} (more than {tol:.0%}; pruning removes whole "
-                                f"channels, and this was the closest of the {tried} budget fraction(s) tried); "
-                                f"{detail}")
-        else:
-            entry["matched"] = True
-            entry["verdict"] = (f"NAS >= pruned CNN within {tol:.0%} MACs" if mean >= 0 else
-                                f"NAS < pruned CNN within {tol:.0%} MACs") + f" ({detail})"
-        table.append(entry)
+            if not seeds:
+                reasons = [u["reason"] for u in unmatched if u["budget"] == label
+                           and u.get("family", family) == family and u.get("method", method) == method]
+                why = reasons[0] if reasons else ("the NAS tracker is missing" if not nas else f"the {name} is missing")
+                entry["verdict"] = f"no verdict: {why}"
+                continue
+            margins = [nas[s]["ao"] - pruned[s]["ao"] for s in seeds]
+            diffs = [pruned[s]["macs"] / nas[s]["macs"] - 1 for s in seeds]
+            entry.update(nas_macs=float(np.mean([nas[s]["macs"] for s in seeds])),
+                         cnn_macs=float(np.mean([pruned[s]["macs"] for s in seeds])),
+                         nas_ao=_mean_std([nas[s]["ao"] for s in seeds]),
+                         cnn_ao=_mean_std([pruned[s]["ao"] for s in seeds]),
+                         margin=_mean_std(margins), wins=sum(m >= 0 for m in margins),
+                         worst_macs_diff=max(diffs, key=abs))
+            mean, std = entry["margin"]
+            spread = f" ± {std:.3f}" if std is not None else " (1 seed: no spread)"
+            detail = f"AO margin {mean:+.3f}{spread}; NAS ahead or equal on {entry['wins']}/{len(seeds)} seed(s)"
+            if abs(entry["worst_macs_diff"]) > tol:
+                entry["matched"] = False
+                tried = max((len(pruned[s].get("match", {}).get("tried", [])) for s in seeds), default=0)
+                entry["verdict"] = (f"no verdict: the {name}'s MACs differ from the NAS subnet's by "
+                                    f"{entry['worst_macs_diff']:+.1%} (more than {tol:.0%}; pruning removes whole "
+                                    f"channels, and this was the closest of the {tried} budget fraction(s) tried); "
+                                    f"{detail}")
+            else:
+                entry["matched"] = True
+                entry["verdict"] = (f"NAS >= {name} within {tol:.0%} MACs" if mean >= 0 else
+                                    f"NAS < {name} within {tol:.0%} MACs") + f" ({detail})"
     return table
 
 
-def _means(rows: Sequence[Row], family: str, key: str) -> list[tuple[float, float, str]]:
-    """(mean cost ``key``, mean AO, budget) of each budget of ``family`` over seeds, by cost."""
+def retention(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per compressed ``(family, method)``: mean AO retained (AO / the seed's dense AO of the family)
+    over its trackers and at its smallest MACs ratio (the most extreme budget), with that ratio."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for (family, method), points in stability_points(rows).items():
+        if family == "nas" or method == "dense" or not points:
+            continue
+        smallest = min(p[0] for p in points)
+        at_smallest = [p[1] for p in points if np.isclose(p[0], smallest, rtol=0.25)]
+        out[(family, method)] = {"mean": float(np.mean([p[1] for p in points])), "ratio": smallest,
+                                 "at_smallest": float(np.mean(at_smallest)), "trackers": len(points)}
+    return out
+
+
+def _means(rows: Sequence[Row], key: str) -> list[tuple[float, float, str]]:
+    """(mean cost ``key``, mean AO, budget) of each budget of ``rows`` over seeds, by cost."""
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        if r["family"] == family and r.get(key) is not None:
+        if r.get(key) is not None:
             groups[r["budget"]].append(r)
     points = [(float(np.mean([r[key] for r in g])), float(np.mean([r["ao"] for r in g])), b) for b, g in groups.items()]
     return sorted(points)
@@ -161,85 +210,99 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def plot_ao_vs_cost(rows: Sequence[Row], path: Path, key: str, label: str, scale: float = 1.0) -> Path:
     """AO against a cost (``macs`` or ``latency_ms``): every tracker of every seed, the mean per
-    budget and each family's Pareto front over those means (lower cost, higher AO)."""
-    figure = _figure()
+    budget and method (one marker per method, one colour per family), and each family's Pareto front
+    over those means (lower cost, higher AO)."""
+    figure = _figure(8.0, 5.2)
     ax = figure.add_subplot(1, 1, 1)
-    for family in ("nas", "cnn"):
+    for family in dict.fromkeys(r["family"] for r in rows):
         own = [r for r in rows if r["family"] == family]
-        if not own:
-            continue
-        ax.scatter([r[key] * scale for r in own], [r["ao"] for r in own], s=14, alpha=0.35, c=COLORS[family])
-        means = _means(own, family, key)
-        ax.scatter([m[0] * scale for m in means], [m[1] for m in means], s=40, c=COLORS[family],
-                   edgecolors="k", label=f"{NAMES[family]}: mean over seeds")
-        for x, y, budget in means:
-            ax.annotate(budget, (x * scale, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        front = [means[i] for i in pareto_front([m[0] for m in means], [m[1] for m in means])]
-        ax.step([m[0] * scale for m in front], [m[1] for m in front], where="post", c=COLORS[family], lw=1.5,
-                marker="D", markersize=9, markerfacecolor="none", label=f"{family.upper()} Pareto front")
-    ax.set(xscale="log", xlabel=label, ylabel="AO (test split)", title=f"AO vs {label}")
+        ax.scatter([r[key] * scale for r in own], [r["ao"] for r in own], s=12, alpha=0.3, c=_color(family))
+        family_means = []
+        for i, method in enumerate(dict.fromkeys(r["method"] for r in own)):
+            means = _means([r for r in own if r["method"] == method], key)
+            family_means += means
+            ax.scatter([m[0] * scale for m in means], [m[1] for m in means], s=36, c=_color(family),
+                       marker=MARKERS[i % len(MARKERS)], edgecolors="k", label=f"{family}: {method}")
+            for x, y, budget in means:
+                ax.annotate(budget, (x * scale, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        family_means.sort()
+        front = [family_means[i] for i in pareto_front([m[0] for m in family_means], [m[1] for m in family_means])]
+        ax.step([m[0] * scale for m in front], [m[1] for m in front], where="post", c=_color(family), lw=1.5,
+                label=f"{NAMES.get(family, family)} Pareto front")
+    ax.set(xscale="log", xlabel=label, ylabel="AO (test split)", title=f"AO vs {label} (means over seeds)")
     _plain_ticks(ax)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=6, loc="best", ncol=2)
     return _save(figure, path)
 
 
-def stability_points(rows: Sequence[Row]) -> dict[str, list[tuple[float, float, str]]]:
-    """Per family, (MACs / reference MACs, AO / reference AO, budget) of every tracker; the reference
-    is the seed's dense CNN, or for NAS the seed's largest NAS tracker."""
-    out: dict[str, list[tuple[float, float, str]]] = {"nas": [], "cnn": []}
-    for family in out:
+def stability_points(rows: Sequence[Row]) -> dict[tuple[str, str], list[tuple[float, float, str]]]:
+    """Per ``(family, method)``, (MACs / reference MACs, AO / reference AO, budget) of every tracker;
+    the reference is the seed's dense tracker of the family, or for NAS the seed's largest NAS tracker."""
+    out: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
         for seed in sorted({r["seed"] for r in rows if r["family"] == family}):
             own = [r for r in rows if r["family"] == family and r["seed"] == seed]
             dense = [r for r in own if r["kind"] == "dense"]
             ref = dense[0] if dense else max(own, key=lambda r: r["macs"])
-            if ref["ao"] > 0:
-                out[family] += [(r["macs"] / ref["macs"], r["ao"] / ref["ao"], r["budget"]) for r in own]
+            if ref["ao"] <= 0:
+                continue
+            for r in own:
+                if r["kind"] != "dense":
+                    out.setdefault((family, r["method"]), []).append((r["macs"] / ref["macs"], r["ao"] / ref["ao"],
+                                                                      r["budget"]))
     return out
 
 
 def plot_stability(rows: Sequence[Row], path: Path) -> Path:
-    """AO retained (relative to the dense CNN, or to the largest NAS tracker) against the MACs ratio:
-    every tracker (faint) and the mean per budget over seeds."""
-    figure = _figure()
+    """AO retained (relative to the family's dense tracker, or to the largest NAS tracker) against the
+    MACs ratio, per family and method: every tracker (faint) and the mean per budget over seeds."""
+    figure = _figure(8.0, 5.2)
     ax = figure.add_subplot(1, 1, 1)
-    for family, points in stability_points(rows).items():
-        if not points:
-            continue
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, alpha=0.4, c=COLORS[family])
+    methods: dict[str, int] = defaultdict(int)
+    for (family, method), points in stability_points(rows).items():
+        marker = MARKERS[methods[family] % len(MARKERS)]
+        methods[family] += 1
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, alpha=0.3, c=_color(family), marker=marker)
         by_budget: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
         for point in points:
             by_budget[point[2]].append(point)
         mean = sorted((float(np.mean([p[0] for p in g])), float(np.mean([p[1] for p in g])))
                       for g in by_budget.values())
-        reference = "dense CNN" if family == "cnn" else "largest NAS tracker"
-        ax.plot([m[0] for m in mean], [m[1] for m in mean], "o-", c=COLORS[family],
-                label=f"{NAMES[family]} (relative to the {reference}), mean over seeds")
+        reference = "largest NAS tracker" if family == "nas" else f"dense {family}"
+        ax.plot([m[0] for m in mean], [m[1] for m in mean], marker=marker, ls="-" if method.startswith(
+            ("pruned", "nas")) else "--", c=_color(family), label=f"{family}: {method} (vs the {reference})")
     ax.axhline(1.0, c="0.5", ls="--", lw=1)
     ax.set(xscale="log", xlabel="MACs / reference MACs (compression ratio)", ylabel="AO retained (AO / reference AO)",
-           title="Stability under compression")
+           title="Stability under compression (means over seeds)")
     _plain_ticks(ax)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=6, loc="best")
     return _save(figure, path)
 
 
 def _name(row: Row) -> str:
-    return f"{row['method']} s{row['seed']} {row['budget']} ({row['macs'] / 1e6:.1f}M)"
+    return f"{row['family']} {row['method']} s{row['seed']} {row['budget']} ({row['macs'] / 1e6:.1f}M)"
 
 
 def plot_success(exp: Experiment, rows: Sequence[Row], out: Path) -> list[Path]:
-    """Success (and precision) plots of the best tracker (highest AO over seeds) of each family at
-    each NAS budget (``success_{B}.png``), and of the dense and extreme-budget CNNs (``success_extreme.png``)."""
+    """Success (and precision) plots of the best tracker (highest AO over seeds) of NAS and of each
+    pruning method at each NAS budget (``success_{B}.png``), of the dense and extreme-budget trackers
+    (``success_extreme.png``) and of the CompressTracker students (``success_compresstracker.png``)."""
     sequences = load_split(exp.nas["data"], exp.settings.split)
     groups: list[tuple[str, list[list[Row]]]] = []
+    methods = compressed_methods(exp)
     for label in exp.settings.nas_budgets:
-        groups.append((label, [[r for r in rows if r["family"] == "nas" and r["budget"] == label],
-                               [r for r in rows if r.get("kind") == "matched" and r["matched_to"] == label]]))
-    extremes = [[r for r in rows if r["kind"] == "dense"]]
-    extremes += [[r for r in rows if r["kind"] == "extreme" and r["budget"] == exp.settings.extreme_label(f)]
-                 for f in exp.settings.extreme_budgets]
+        groups.append((label, [[r for r in rows if r["family"] == "nas" and r["budget"] == label]] + [
+            [r for r in rows if r.get("kind") == "matched" and r["matched_to"] == label and r["family"] == f
+             and r["method"] == m] for f, m in methods]))
+    extremes = [[r for r in rows if r["kind"] == "dense" and r["family"] == f.name] for f in exp.families]
+    extremes += [[r for r in rows if r["kind"] == "extreme" and r["budget"] == exp.settings.extreme_label(x)
+                  and r["family"] == f and r["method"] == m] for x in exp.settings.extreme_budgets for f, m in methods]
     groups.append(("extreme", extremes))
+    if exp.compress is not None:
+        groups.append(("compresstracker", [[r for r in rows if r["kind"] == "compressed" and r["budget"] == label]
+                                           for label, _, _ in exp.compress.variants]))
     paths = []
     for label, candidates in groups:
         best = [max(c, key=lambda r: r["ao"]) for c in candidates if c]
@@ -265,13 +328,19 @@ def _ms(pair: tuple[float, float | None], sign: str = "") -> str:
     return f"{mean:{sign}.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
+def _kind_name(row: Row) -> str:
+    fam = SHORT.get(row["family"], row["family"])
+    return {"nas": "NAS subnet", "dense": f"dense {fam}", "matched": f"{row['method']} {fam} (every budget)",
+            "extreme": f"{row['method']} {fam} (every budget)",
+            "compressed": f"{fam} CompressTracker student"}[row["kind"]]
+
+
 def _training_section(rows: Sequence[Row]) -> list[str]:
     lines = ["## Training budget (iterations x batch)", "",
              "| tracker | phase | iterations | batch | samples | shared by |", "|---|---|---|---|---|---|"]
     seen = set()
     for r in rows:
-        what = {"nas": "NAS subnet", "dense": "dense CNN", "matched": "pruned CNN (every budget)",
-                "extreme": "pruned CNN (every budget)"}[r["kind"]]
+        what = _kind_name(r)
         if what in seen:
             continue
         seen.add(what)
@@ -279,15 +348,79 @@ def _training_section(rows: Sequence[Row]) -> list[str]:
             lines.append(f"| {what} | {p['phase']} | {p['iterations']} | {p['batch']} | {p['samples']:,} | "
                          f"{p['shared'] or 'this tracker only'} |")
     nas = [r for r in rows if r["family"] == "nas"]
-    cnn = [r for r in rows if r["kind"] in ("matched", "extreme")]
-    if nas and cnn:
-        own = (nas[0]["train_samples"], cnn[0]["train_samples"])
-        total = (nas[0]["total_train_samples"], cnn[0]["total_train_samples"])
-        lines += ["", f"Per tracker at a budget, its own training: NAS retraining {own[0]:,} samples vs pruned-CNN "
-                      f"fine-tuning {own[1]:,} ({'equal' if own[0] == own[1] else 'NOT equal'}). Including the "
-                      f"shared phases its weights went through: NAS {total[0]:,} vs pruned CNN {total[1]:,} samples "
-                      f"({'equal' if total[0] == total[1] else 'NOT equal'}; the supernet is trained once for every "
-                      f"NAS tracker and seed, the dense CNN and its sparsity training once per seed)."]
+    for r in {_kind_name(r): r for r in rows if r["kind"] in ("matched", "extreme", "compressed")}.values():
+        if not nas:
+            break
+        own, total = (nas[0]["train_samples"], r["train_samples"]), (nas[0]["total_train_samples"],
+                                                                       r["total_train_samples"])
+        lines += ["", f"{_kind_name(r)}: its own training {own[1]:,} samples vs the NAS retraining {own[0]:,} "
+                      f"({'equal' if own[0] == own[1] else 'NOT equal'}); including the shared phases its weights "
+                      f"went through {total[1]:,} vs NAS {total[0]:,} samples "
+                      f"({'equal' if total[0] == total[1] else 'NOT equal'})."]
+    if nas:
+        lines += ["", "The supernet is trained once for every NAS tracker and seed; each dense tracker and its "
+                      "sparsity training once per seed, shared by every compressed tracker of the family."]
+    return lines + [""]
+
+
+def _stability_section(exp: Experiment, rows: Sequence[Row], table: Sequence[Row]) -> list[str]:
+    """Retained AO per compressed method, the most stable family, and whether NAS beats every one."""
+    kept = retention(rows)
+    if not kept:
+        return []
+    lines = ["## Stability under compression", "",
+             "AO retained = AO / the seed's dense AO of the family (CompressTracker students: of their teacher).",
+             "", "| family | method | trackers | mean AO retained | smallest MACs ratio | AO retained there |",
+             "|---|---|---|---|---|---|"]
+    for (family, method), k in sorted(kept.items(), key=lambda item: -item[1]["mean"]):
+        lines.append(f"| {family} | {method} | {k['trackers']} | {k['mean']:.3f} | {k['ratio']:.3f} | "
+                     f"{k['at_smallest']:.3f} |")
+    by_family: dict[str, list[float]] = defaultdict(list)
+    for (family, method), k in kept.items():
+        if method.startswith("pruned-"):
+            by_family[family].append(k["at_smallest"])
+    if by_family:
+        ranked = sorted(((float(np.mean(v)), f) for f, v in by_family.items()), reverse=True)
+        lines += ["", f"Most stable under pruning (AO retained at its most extreme budget, mean over its pruning "
+                      f"methods): **{NAMES.get(ranked[0][1], ranked[0][1])}** ({ranked[0][0]:.3f})"
+                  + "".join(f", then {NAMES.get(f, f)} ({v:.3f})" for v, f in ranked[1:]) + "."]
+    compared = [e for e in table if e.get("matched")]
+    if compared:
+        losses = [e for e in compared if e["margin"][0] < 0]
+        behind = ", ".join(f"{e['name']} at {e['budget']}" for e in losses)
+        every = len(compared) == len(table) and not losses
+        lines += ["", f"Does one-shot NAS beat every compressed family at every budget? **{'yes' if every else 'no'}**"
+                      f": NAS ahead or equal in {len(compared) - len(losses)} of {len(table)} (budget, method) pairs"
+                  + (f"; behind {behind}" if losses else "")
+                  + (f"; {len(table) - len(compared)} pair(s) without a verdict" if len(compared) < len(table) else "")
+                  + "."]
+    return lines + [""]
+
+
+def _ablation_section(exp: Experiment, rows: Sequence[Row]) -> list[str]:
+    """CompressTracker: the students and the ablation (AO as each component is added)."""
+    plan = exp.compress
+    if plan is None:
+        return []
+    lines = ["## CompressTracker", "", f"Teacher: the dense {plan.teacher} tracker of each seed "
+             f"({exp.family(plan.teacher).experiment(0)['model'].get('depth', '?')} layers); students of N layers, "
+             f"stage division as published (student layer i from the last teacher layer of stage i).", "",
+             "| student | replacement | guidance | mimicking | MACs (M) | latency (ms) | AO | change vs previous row |",
+             "|---|---|---|---|---|---|---|---|"]
+    previous = None
+    for label, layers, switches in plan.variants:
+        own = [r for r in rows if r["kind"] == "compressed" and r["budget"] == label]
+        if not own:
+            lines.append(f"| {label} | " + " | ".join("yes" if switches[k] else "no" for k in
+                                                        ("replacement", "guidance", "mimic")) + " | - | - | - | - |")
+            continue
+        ao = _mean_std([r["ao"] for r in own])
+        change = f"{ao[0] - previous:+.3f}" if previous is not None and layers == plan.ablation else "-"
+        lines.append(f"| {label} | " + " | ".join("yes" if switches[k] else "no" for k in
+                                                    ("replacement", "guidance", "mimic"))
+                     + f" | {np.mean([r['macs'] for r in own]) / 1e6:.2f} | "
+                       f"{np.mean([r['latency_ms'] for r in own]):.2f} | {_ms(ao)} | {change} |")
+        previous = ao[0] if layers == plan.ablation else previous
     return lines + [""]
 
 
@@ -307,34 +440,37 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
                   plot_stability(rows, out / "stability.png")]
         plots += plot_success(exp, rows, out)
     s = exp.settings
-    lines = [f"# NAS vs pruned CNN trackers: {exp.config}", "",
+    methods = ", ".join(f"{f.name}: {'/'.join(f.criteria)}" for f in exp.families)
+    lines = [f"# NAS vs compressed trackers: {exp.config}", "",
              f"Seeds {seeds}; every tracker tracked on the `{s.split}` split "
              f"({rows[0]['sequences'] if rows else '?'} sequences) with the same tracker settings; MACs per frame "
              f"(fvcore, one multiply-add = one MAC, template cached); latency: network per frame, fused torch form, "
              f"{s.latency_threads} thread, median of {s.latency_min_run_time:g} s of runs. Machine: "
-             f"{machine_info()['cpu']}. NAS retraining init: {s.nas_init}; pruning criterion: {exp.prune.criterion} "
-             f"({exp.prune.budget_kind} budgets).", ""]
+             f"{machine_info()['cpu']}. NAS retraining init: {s.nas_init}; pruning methods: {methods}.", ""]
     if missing:
         lines += [f"**Incomplete**: {len(missing)} tracker(s) not evaluated yet: " + ", ".join(missing), ""]
-    lines += ["## Matched MACs: NAS subnet vs pruned CNN", "",
-              "| budget | NAS MACs (M) | pruned CNN MACs (M) | worst MACs diff | NAS AO | pruned CNN AO | "
-              "AO margin (NAS - CNN) | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["## Matched MACs: NAS subnet vs pruned trackers", "",
+              "| budget | pruned | NAS MACs (M) | pruned MACs (M) | worst MACs diff | NAS AO | pruned AO | "
+              "AO margin (NAS - pruned) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for e in table:
         if "margin" not in e:
-            lines.append(f"| {e['budget']} | - | - | - | - | - | - | {e['verdict']} |")
+            lines.append(f"| {e['budget']} | {e['name']} | - | - | - | - | - | - | {e['verdict']} |")
             continue
-        lines.append(f"| {e['budget']} | {e['nas_macs'] / 1e6:.2f} | {e['cnn_macs'] / 1e6:.2f} | "
+        lines.append(f"| {e['budget']} | {e['name']} | {e['nas_macs'] / 1e6:.2f} | {e['cnn_macs'] / 1e6:.2f} | "
                      f"{e['worst_macs_diff']:+.1%} | {_ms(e['nas_ao'])} | {_ms(e['cnn_ao'])} | {_ms(e['margin'], '+')} | "
                      f"{e['verdict'].split(' (')[0]} |")
-    lines += ["", "Verdicts:", ""] + [f"- **{e['budget']}**: {e['verdict']}" for e in table]
-    compared = [e for e in table if e.get("matched")]
-    bar = compared and len(compared) == len(table) and all(e["margin"][0] >= 0 for e in compared)
+    lines += ["", "Verdicts:", ""] + [f"- **{e['budget']}** vs {e['name']}: {e['verdict']}" for e in table]
+    cnn = [e for e in table if e["family"] == "cnn"]
+    compared = [e for e in cnn if e.get("matched")]
+    bar = compared and len(compared) == len(cnn) and all(e["margin"][0] >= 0 for e in compared)
     lines += ["", f"The bar (NAS >= pruned CNN at every budget, MACs within {s.tolerance:.0%}): "
                   f"**{'met' if bar else 'not met'}** ({sum(e['margin'][0] >= 0 for e in compared)} of "
-                  f"{len(table)} budget(s)).", ""]
+                  f"{len(cnn)} budget(s)).", ""]
+    lines += _stability_section(exp, rows, table) + _ablation_section(exp, rows)
     if unmatched:
-        lines += ["Budgets the CNN could not be pruned to:", ""]
-        lines += [f"- seed {u['seed']}, {u['budget']}: {u['reason']}" for u in unmatched] + [""]
+        lines += ["Budgets that could not be pruned to:", ""]
+        lines += [f"- {u['family']} {u['method']}, seed {u['seed']}, {u['budget']}: {u['reason']}"
+                  for u in unmatched] + [""]
     lines += _training_section(rows)
     lines += ["## Every tracker", "", "| family | method | seed | budget | MACs (M) | params (M) | latency (ms) | "
               "AO | SR0.5 | SR0.75 | success AUC | precision | MACs vs NAS |", "|---|---|---|---|---|---|---|---|---|"

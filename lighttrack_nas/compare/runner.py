@@ -1,4 +1,4 @@
-"""The comparison's stages: every tracker of both families built (or found) in ``OUT`` and tracked.
+"""The comparison's stages: every tracker of every family built (or found) in ``OUT`` and tracked.
 
 Layout of ``OUT`` (every stage is skipped when its output exists; trainings resume from their
 checkpoints, searches from ``state.json``, so an interrupted run continues where it stopped):
@@ -7,11 +7,14 @@ checkpoints, searches from ``state.json``, so an interrupted run continues where
 - ``supernet/``: the supernet, trained once per config (``pipeline.stage_train``), unless given;
 - ``nas/seed{S}/search_{B}/``: the search at MACs budget ``B`` (``best.json``, ...);
 - ``nas/seed{S}/retrain_{B}/``: its subnet retrained stand-alone (``eval.json`` of ``retrain``);
-- ``cnn/seed{S}/dense/``: the dense CNN; ``cnn/seed{S}/sparsity/``: its sparsity training
-  (``slimming``), shared by every pruning of the seed;
-- ``cnn/seed{S}/prune_{B}/``: pruned to the MACs of the NAS subnet of budget ``B`` (``prune.json``),
-  or ``unmatched.json`` with the reason when that budget cannot be pruned to;
-- ``cnn/seed{S}/prune_x{F}/``: pruned to the extreme fraction ``F`` of the dense MACs;
+- ``{F}/seed{S}/dense/``: the dense tracker of pruned family ``F`` (``cnn``, ``vit``, ``hybrid``);
+- ``{F}/seed{S}/{C}/sparsity/``: the sparsity training of criterion ``C`` (e.g. ``slimming``,
+  ``vit-slim``; none for criteria without one), shared by every pruning of the criterion and seed;
+- ``{F}/seed{S}/{C}/prune_{B}/``: pruned to the MACs of the NAS subnet of budget ``B`` (``match.json``,
+  ``prune.json``), or ``unmatched.json`` with the reason when that budget cannot be pruned to;
+- ``{F}/seed{S}/{C}/prune_x{X}/``: pruned to the extreme fraction ``X`` of the dense MACs;
+- ``{T}/seed{S}/compresstracker/{V}/``: CompressTracker variant ``V`` (``ct4``, ``ct4-plain``, ...)
+  of the teacher family ``T``'s dense tracker (``compress.json``);
 - in every tracker's folder: ``test/`` (result files on the test split) and ``test.json`` (its
   row: metrics, MACs, params, measured latency, training budget);
 - ``stages.json``: per stage, the seconds of the run that did it and whether the last run skipped it.
@@ -19,6 +22,7 @@ checkpoints, searches from ``state.json``, so an interrupted run continues where
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import logging
 import os
@@ -29,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..compress import BudgetError, PruneSettings, prune_checkpoint, prune_to_budget
-from ..compress.pipeline import _phase as phase_config  # the exact config prune_checkpoint trains sparsity with
+from ..compress import BudgetError, PruneSettings, prune_checkpoint, prune_model, sparsity_trainer
+from ..compress.compresstracker import compress_checkpoint
 from ..compress.pipeline import load_network
 from ..cost import count_tracking_model
 from ..cost.latency import network_latency
@@ -41,13 +46,12 @@ from ..deploy import inference_model
 from ..evaluate import score_tracks, track_sequences, write_results
 from ..evaluate.results import atomic_write
 from ..models.build import load_tracking_model, read_checkpoint
-from ..models.lighttrack import TrackingNet
 from ..pipeline import stage_data, stage_train
 from ..search.runner import run_search, tracker_settings
 from ..tracker import TrackerConfig
 from ..train.baseline import BaselineTrainer
 from ..train.retrain import retrain
-from .settings import Experiment
+from .settings import Experiment, PrunedFamily
 
 log = logging.getLogger(__name__)
 TEST_FILE = "test.json"
@@ -55,28 +59,35 @@ TEST_FILE = "test.json"
 
 class StageLog:
     """Runs named stages, skipping finished ones, and records them in ``path`` (``stages.json``):
-    ``{name: {"seconds": of the run that did it, "last": "ran" | "skipped"}}``."""
+    ``{name: {"seconds": of the run that did it, "last": "ran" | "skipped"}}``. Each update re-reads
+    the file under a lock and changes only its own stage, so runs of different seeds (or families)
+    may share one ``OUT``."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.records: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+        self.records: dict[str, dict[str, Any]] = self._read()
 
     def run(self, name: str, done: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` unless ``done``; returns its result (None when skipped)."""
-        record = self.records.setdefault(name, {"seconds": None})
         if done:
-            record["last"] = "skipped"
-            self._save()
+            self._update(name, last="skipped")
             return None
         print(f"== {name}", flush=True)
         start = time.perf_counter()
         result = fn(*args, **kwargs)
-        record.update(seconds=round(time.perf_counter() - start, 1), last="ran")
-        self._save()
+        self._update(name, seconds=round(time.perf_counter() - start, 1), last="ran")
         return result
 
-    def _save(self) -> None:
-        atomic_write(self.path, json.dumps(self.records, indent=1))
+    def _read(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def _update(self, name: str, **fields: Any) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.records = self._read()
+            self.records.setdefault(name, {"seconds": None}).update(fields)
+            atomic_write(self.path, json.dumps(self.records, indent=1))
 
 
 def finished(checkpoint: Path, cfg: dict[str, Any]) -> bool:
@@ -143,7 +154,7 @@ def _search(exp: Experiment, supernet: Path, out: Path, budget: str, seed: int, 
                progress=progress)
 
 
-def match_budget(network: TrackingNet, nas_macs: float, dense_macs: float, prune: PruneSettings, tolerance: float,
+def match_budget(network: nn.Module, nas_macs: float, dense_macs: float, prune: PruneSettings, tolerance: float,
                  tries: int = 5) -> dict[str, Any]:
     """The MACs fraction to prune ``network`` (the weights the pruning starts from) to so that it
     lands closest to ``nas_macs``. Pruning stops at the first step within the budget and removes
@@ -155,14 +166,13 @@ def match_budget(network: TrackingNet, nas_macs: float, dense_macs: float, prune
     record: dict[str, Any] = {"nas_macs": nas_macs, "dense_macs": dense_macs, "fraction": None, "macs": None,
                               "tried": [], "reason": None}
     if base > 1:
-        record["reason"] = (f"the NAS subnet ({nas_macs / 1e6:.2f} M MACs) is larger than the dense CNN "
+        record["reason"] = (f"the NAS subnet ({nas_macs / 1e6:.2f} M MACs) is larger than the dense network "
                             f"({dense_macs / 1e6:.2f} M MACs)")
         return record
     for k in [0, tries] + list(range(1, tries)):
         fraction = min(1.0, base * (1 + tolerance * k / tries))
         try:
-            result = prune_to_budget(copy.deepcopy(network).eval(), fraction, "macs", prune.criterion,
-                                     prune.min_widths, prune.norm, progress=False)
+            result = prune_model(copy.deepcopy(network).eval(), fraction, "macs", prune, progress=False)
         except BudgetError as err:
             record["reason"] = str(err)
             continue
@@ -184,9 +194,9 @@ def _match(start_from: Path, path: Path, nas_macs: float, dense_macs: float, pru
                                   indent=2))
 
 
-def _prune(cfg: dict[str, Any], dense: Path, out: Path, budget: float, kind: str | None, sparsity: Path | None,
-           progress: bool) -> None:
-    """``prune_checkpoint`` into ``out``, starting from the seed's shared sparsity training when given
+def _prune(cfg: dict[str, Any], dense: Path, out: Path, budget: float, kind: str | None, criterion: str,
+           sparsity: Path | None, progress: bool) -> None:
+    """``prune_checkpoint`` into ``out``, starting from the shared sparsity training when given
     (a finished phase is not redone); an unreachable budget leaves ``out/unmatched.json``."""
     if sparsity is not None and not (out / "pruned.pt").exists():
         target = out / "sparsity" / "checkpoint.pt"
@@ -197,7 +207,7 @@ def _prune(cfg: dict[str, Any], dense: Path, out: Path, budget: float, kind: str
             except OSError:
                 shutil.copy2(sparsity, target)
     try:
-        prune_checkpoint(cfg, dense, out, budget, kind, resume=True, progress=progress)
+        prune_checkpoint(cfg, dense, out, budget, kind, criterion, resume=True, progress=progress)
     except BudgetError as err:
         atomic_write(out / "unmatched.json", json.dumps({"budget": budget, "reason": str(err)}, indent=2))
 
@@ -212,13 +222,11 @@ def _check_done(out: Path, name: str, key: str, value: float) -> None:
                              f"changed): remove {out} or choose another --out")
 
 
-def run_seed(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budget: dict[str, Any],
-             evaluate: Evaluator, stages: StageLog, progress: bool = True) -> None:
-    """Every stage of one seed, both families."""
-    s, prune = exp.settings, exp.prune
-    tag = f"seed{seed}"
-
-    # ---- NAS: a search per budget, then stand-alone retraining of what it found
+def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budget: dict[str, Any],
+            evaluate: Evaluator, stages: StageLog, progress: bool = True) -> dict[str, float]:
+    """The NAS trackers of one seed: a search per budget, then stand-alone retraining of what it found;
+    returns the MACs of the subnet found at each budget."""
+    s, tag = exp.settings, f"seed{seed}"
     nas_dir = out / "nas" / tag
     nas_macs: dict[str, float] = {}
     for label in s.nas_budgets:
@@ -242,66 +250,106 @@ def run_seed(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_bud
                "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases}
         stages.run(f"{tag}/eval/nas_{label}", (retrain_dir / TEST_FILE).exists(), evaluate,
                    retrain_dir / "checkpoint.pt", retrain_dir, row)
+    return nas_macs
 
-    # ---- CNN: the dense tracker, its sparsity training, pruned to every NAS subnet's MACs and the extremes
-    cfg = exp.cnn_experiment(seed)
-    cnn_dir = out / "cnn" / tag
-    dense_dir = cnn_dir / "dense"
-    stages.run(f"{tag}/cnn/dense", finished(dense_dir / "checkpoint.pt", cfg),
+
+def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, evaluate: Evaluator, stages: StageLog,
+                 progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train and evaluate ``family``'s dense tracker of ``seed``; returns its checkpoint and training phase."""
+    cfg, tag = family.experiment(seed), f"seed{seed}"
+    dense_dir = out / family.name / tag / "dense"
+    stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
                lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
-    dense_ckpt = dense_dir / "checkpoint.pt"
-    dense_phase = _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
-                                f"every CNN tracker of seed {seed}")
-    stages.run(f"{tag}/eval/cnn_dense", (dense_dir / TEST_FILE).exists(), evaluate, dense_ckpt, dense_dir,
-               {"family": "cnn", "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
-                "target_macs": None, "training": [{**dense_phase, "shared": None}]})
-    sparsity = None
-    if prune.criterion == "slimming":
-        sparsity_cfg = phase_config(cfg, prune.sparsity_train)
-        sparsity_dir = cnn_dir / "sparsity"
+    phase = _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
+                          f"every {family.name} tracker of seed {seed}")
+    stages.run(f"{tag}/eval/{family.name}_dense", (dense_dir / TEST_FILE).exists(), evaluate,
+               dense_dir / "checkpoint.pt", dense_dir,
+               {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
+                "target_macs": None, "training": [{**phase, "shared": None}]})
+    return dense_dir / "checkpoint.pt", phase
 
-        def train_sparsity() -> Path:
-            dense_net = load_network(dense_ckpt)
-            return train_baseline(BaselineTrainer(sparsity_cfg, sparsity_dir, dense_net.spec(), dense_net.state_dict(),
-                                                  bn_l1=prune.l1, progress=progress))
 
-        stages.run(f"{tag}/cnn/sparsity", finished(sparsity_dir / "checkpoint.pt", sparsity_cfg), train_sparsity)
-        sparsity = sparsity_dir / "checkpoint.pt"
-    dense_macs = json.loads((dense_dir / TEST_FILE).read_text())["macs"]  # fvcore, as prune_checkpoint counts
-    start_from = sparsity or dense_ckpt  # the weights every pruning of the seed starts from
-    targets: list[tuple[str, float | None, str | None]] = [(label, None, label) for label in s.nas_budgets]
-    targets += [(s.extreme_label(f), f, None) for f in s.extreme_budgets]
-    for label, fraction, matched in targets:
-        prune_dir = cnn_dir / f"prune_{label}"
-        kind = prune.budget_kind
-        if matched is not None:  # the budget fraction that lands on the NAS subnet's MACs
-            _check_done(prune_dir, "match.json", "nas_macs", nas_macs[matched])
-            stages.run(f"{tag}/cnn/match_{label}", (prune_dir / "match.json").exists(), _match, start_from,
-                       prune_dir / "match.json", nas_macs[matched], dense_macs, prune, s.tolerance)
-            match = json.loads((prune_dir / "match.json").read_text())
-            if match["fraction"] is None:
-                atomic_write(prune_dir / "unmatched.json", json.dumps(
-                    {"budget": nas_macs[matched] / dense_macs, "reason": match["reason"]}, indent=2))
+def run_pruned(exp: Experiment, family: PrunedFamily, out: Path, seed: int, nas_macs: dict[str, float],
+               evaluate: Evaluator, stages: StageLog, progress: bool = True) -> None:
+    """``family``'s dense tracker of ``seed`` and, per criterion, its sparsity training (shared by
+    every pruning of the criterion), prunings to every NAS subnet's MACs and to the extreme budgets."""
+    s, tag, name = exp.settings, f"seed{seed}", family.name
+    cfg = family.experiment(seed)
+    dense_ckpt, dense_phase = family_dense(exp, family, out, seed, evaluate, stages, progress)
+    dense_macs = json.loads((dense_ckpt.parent / TEST_FILE).read_text())["macs"]  # fvcore, as the pruning counts
+    for criterion in family.criteria:
+        prune = family.prune[criterion]
+        method_dir = out / name / tag / criterion
+        sparsity = None
+        trainer = sparsity_trainer(cfg, prune, load_network(dense_ckpt), method_dir / "sparsity", progress)
+        if trainer is not None:
+            stages.run(f"{tag}/{name}/{criterion}/sparsity", finished(trainer.checkpoint_path, trainer.cfg),
+                       train_baseline, trainer)
+            sparsity = trainer.checkpoint_path
+        start_from = sparsity or dense_ckpt  # the weights every pruning of the criterion starts from
+        targets: list[tuple[str, float | None, str | None]] = [(label, None, label) for label in s.nas_budgets]
+        targets += [(s.extreme_label(f), f, None) for f in s.extreme_budgets]
+        for label, fraction, matched in targets:
+            prune_dir = method_dir / f"prune_{label}"
+            kind = prune.budget_kind
+            if matched is not None:  # the budget fraction that lands on the NAS subnet's MACs
+                _check_done(prune_dir, "match.json", "nas_macs", nas_macs[matched])
+                stages.run(f"{tag}/{name}/{criterion}/match_{label}", (prune_dir / "match.json").exists(), _match,
+                           start_from, prune_dir / "match.json", nas_macs[matched], dense_macs, prune, s.tolerance)
+                match = json.loads((prune_dir / "match.json").read_text())
+                if match["fraction"] is None:
+                    atomic_write(prune_dir / "unmatched.json", json.dumps(
+                        {"budget": nas_macs[matched] / dense_macs, "reason": match["reason"]}, indent=2))
+                    continue
+                fraction, kind = match["fraction"], "macs"
+            _check_done(prune_dir, "prune.json", "budget", fraction)
+            done = (prune_dir / "prune.json").exists() or (prune_dir / "unmatched.json").exists()
+            stages.run(f"{tag}/{name}/{criterion}/prune_{label}", done, _prune, cfg, dense_ckpt, prune_dir, fraction,
+                       kind, criterion, sparsity, progress)
+            if not (prune_dir / "prune.json").exists():
                 continue
-            fraction, kind = match["fraction"], "macs"
-        _check_done(prune_dir, "prune.json", "budget", fraction)
-        done = (prune_dir / "prune.json").exists() or (prune_dir / "unmatched.json").exists()
-        stages.run(f"{tag}/cnn/prune_{label}", done, _prune, cfg, dense_ckpt, prune_dir, fraction, kind, sparsity,
-                   progress)
-        if not (prune_dir / "prune.json").exists():
-            continue
-        report = json.loads((prune_dir / "prune.json").read_text())
-        phases = [dense_phase]
-        if report["sparsity"]["iterations"]:
-            phases.append(_phase_budget("sparsity", report["sparsity"]["iterations"], report["sparsity"]["batch_size"],
-                                        f"every pruned CNN tracker of seed {seed}"))
-        phases.append(_phase_budget("finetune", report["finetune"]["iterations"], report["finetune"]["batch_size"]))
-        row = {"family": "cnn", "method": f"pruned-{report['criterion']}", "seed": seed, "budget": label,
-               "kind": "matched" if matched else "extreme", "matched_to": matched, "budget_fraction": fraction,
-               "target_macs": nas_macs[matched] if matched else fraction * dense_macs,
-               "widths": report["pruned"]["widths"], "training": phases}
-        stages.run(f"{tag}/eval/cnn_{label}", (prune_dir / TEST_FILE).exists(), evaluate, Path(report["checkpoint"]),
-                   prune_dir, row)
+            report = json.loads((prune_dir / "prune.json").read_text())
+            phases = [dense_phase]
+            if report["sparsity"]["iterations"]:
+                phases.append(_phase_budget("sparsity", report["sparsity"]["iterations"],
+                                            report["sparsity"]["batch_size"],
+                                            f"every {criterion} {name} tracker of seed {seed}"))
+            phases.append(_phase_budget("finetune", report["finetune"]["iterations"], report["finetune"]["batch_size"]))
+            row = {"family": name, "method": f"pruned-{criterion}", "seed": seed, "budget": label,
+                   "kind": "matched" if matched else "extreme", "matched_to": matched, "budget_fraction": fraction,
+                   "target_macs": nas_macs[matched] if matched else fraction * dense_macs,
+                   "widths": report["pruned"].get("widths"), "training": phases}
+            stages.run(f"{tag}/eval/{name}_{criterion}_{label}", (prune_dir / TEST_FILE).exists(), evaluate,
+                       Path(report["checkpoint"]), prune_dir, row)
+
+
+def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluator, stages: StageLog,
+                        progress: bool = True) -> None:
+    """CompressTracker students of the teacher family's dense tracker of ``seed`` (every variant of
+    the plan: full students and the ablation)."""
+    plan, tag = exp.compress, f"seed{seed}"
+    teacher = out / plan.teacher / tag / "dense" / "checkpoint.pt"
+    teacher_phase = _phase_budget("dense", *_iterations(exp.family(plan.teacher).experiment(seed)),
+                                  f"every {plan.teacher} tracker of seed {seed}")
+    for label, layers, switches in plan.variants:
+        cfg = plan.experiment(seed)
+        cfg["compress"] = {**(cfg.get("compress") or {}), **switches}
+        folder = out / plan.teacher / tag / "compresstracker" / label
+        stages.run(f"{tag}/{plan.teacher}/compresstracker/{label}", (folder / "compress.json").exists(),
+                   compress_checkpoint, cfg, teacher, folder, layers, resume=True, progress=progress)
+        record = json.loads((folder / "compress.json").read_text())
+        on = [k for k, v in switches.items() if v]
+        method = "compresstracker" if len(on) == len(switches) else "compresstracker-" + ("+".join(on) or "plain")
+        row = {"family": plan.teacher, "method": method, "seed": seed, "budget": label, "kind": "compressed", "layers": layers, "switches": switches,
+               "ablation": layers == plan.ablation,
+               "training": [teacher_phase, _phase_budget("compress", record["training"]["iterations"],
+                                                            record["training"]["batch_size"])]}
+        stages.run(f"{tag}/eval/{plan.teacher}_{label}", (folder / TEST_FILE).exists(), evaluate,
+                   folder / "checkpoint.pt", folder, row)
+
+
+def _iterations(cfg: dict[str, Any]) -> tuple[int, int]:
+    return cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg)
 
 
 def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
@@ -326,5 +374,9 @@ def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None
     del state
     evaluate = Evaluator(exp)
     for seed in seeds if seeds is not None else exp.settings.seeds:
-        run_seed(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
+        nas_macs = run_nas(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
+        for family in exp.families:
+            run_pruned(exp, family, out, seed, nas_macs, evaluate, stages, progress)
+        if exp.compress is not None:
+            run_compresstracker(exp, out, seed, evaluate, stages, progress)
     return stages.records

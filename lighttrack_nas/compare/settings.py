@@ -17,12 +17,24 @@ space, data, supernet training and the ``search:`` section) plus a ``compare:`` 
         train: {...}              # merged over train: for the dense CNN
       prune:
         from: prune_cnn_tiny.yaml # optional: its prune: section is the base of this one
-        extreme_budgets: [0.05, 0.01]
+        extreme_budgets: [0.05, 0.01]   # fractions of each family's dense MACs, for every pruned family
+        criteria: [slimming]      # optional: the pruning methods run (default: [criterion])
         ...                       # any key of the prune: section (lighttrack_nas.compress.PruneSettings)
+      families:                   # optional: more dense families pruned the same way (issue 7)
+        vit:                      # the family's name (its directory and table label)
+          model: vit_tiny.yaml
+          train: {...}
+          prune: {from: prune_vit_tiny.yaml, criteria: [vit-slim, torch-pruning]}
+      compresstracker:            # optional: CompressTracker students of a family's dense tracker
+        from: compress_vit_tiny.yaml   # its compress: section (and its keys below override it)
+        teacher: vit              # the family whose dense tracker (per seed) is the teacher
+        layers: [2, 4]            # one full student (every component on) per value
+        ablation: 4               # layers of the ablation: plain / + replacement / + guidance / + mimicking
 
 :func:`prepare` validates everything before any work and writes the resolved experiment configs the
 stages run with into ``OUT/configs/``: ``nas.yaml`` (supernet training and the searches),
-``retrain.yaml`` (``nas.train`` merged) and ``cnn.yaml`` (``model:``, ``cnn.train`` merged, ``prune:``).
+``retrain.yaml`` (``nas.train`` merged), one per pruned family (``cnn.yaml``, ``vit.yaml``, ...:
+``model:``, its ``train`` merged, ``prune:``) and ``compresstracker.yaml``.
 """
 from __future__ import annotations
 
@@ -40,9 +52,16 @@ from ..search.settings import SearchSettings, parse_count
 from ..train.retrain import INITS
 from ..train.trainer import DEFAULT_TRAIN, load_experiment
 
-COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune"}
+COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker"}
 NAS_KEYS = {"budgets", "init", "train"}
 CNN_KEYS = {"model", "train"}
+FAMILY_KEYS = {"model", "train", "prune"}
+CT_KEYS = {"from", "teacher", "layers", "ablation", "train"}
+ABLATION = (("plain", {"replacement": False, "guidance": False, "mimic": False}),
+            ("replacement", {"replacement": True, "guidance": False, "mimic": False}),
+            ("guidance", {"replacement": True, "guidance": True, "mimic": False}),
+            ("mimicking", {"replacement": True, "guidance": True, "mimic": True}))
+"""CompressTracker's ablation: each variant adds one component (the last is the full method)."""
 LATENCY_DEFAULTS: dict[str, Any] = {"threads": 1, "min_run_time": 0.5}
 
 
@@ -71,6 +90,33 @@ class CompareSettings:
 
 
 @dataclass(frozen=True)
+class PrunedFamily:
+    """A dense family trained per seed and pruned by each of its ``criteria``."""
+
+    name: str                # cnn, vit, hybrid: directory and table label
+    config: Path             # OUT/configs/{name}.yaml: model, train, prune
+    criteria: tuple[str, ...]
+    prune: dict[str, PruneSettings]   # per criterion
+
+    def experiment(self, seed: int) -> dict[str, Any]:
+        """The family's experiment with ``seed``."""
+        return load_experiment(self.config, {"seed": seed})
+
+
+@dataclass(frozen=True)
+class CompressPlan:
+    """CompressTracker students of the ``teacher`` family's dense tracker: ``(label, layers, switches)``."""
+
+    config: Path             # OUT/configs/compresstracker.yaml (the teacher family's config + compress:)
+    teacher: str
+    variants: tuple[tuple[str, int, dict[str, bool]], ...]
+    ablation: int | None
+
+    def experiment(self, seed: int) -> dict[str, Any]:
+        return load_experiment(self.config, {"seed": seed})
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A prepared comparison: its settings and the resolved configs of each family."""
 
@@ -79,15 +125,13 @@ class Experiment:
     configs: Path            # OUT/configs
     nas_config: Path         # supernet training and searches
     retrain_config: Path     # stand-alone retraining of the found subnets
-    cnn_config: Path         # dense CNN training and pruning
     nas: dict[str, Any]      # load_experiment(nas_config)
     retrain: dict[str, Any]
-    cnn: dict[str, Any]
-    prune: PruneSettings
+    families: tuple[PrunedFamily, ...]   # cnn first
+    compress: CompressPlan | None = None
 
-    def cnn_experiment(self, seed: int) -> dict[str, Any]:
-        """The CNN family's experiment with ``seed``."""
-        return load_experiment(self.cnn_config, {"seed": seed})
+    def family(self, name: str) -> PrunedFamily:
+        return next(f for f in self.families if f.name == name)
 
 
 def _where(config: Path, key: str) -> str:
@@ -129,9 +173,9 @@ def _resolve(path: str | Path, base: Path) -> str:
     return str((base / path).resolve())
 
 
-def _model_section(spec: Any, base: Path, config: Path) -> dict[str, Any]:
-    """``cnn.model``: a mapping with a ``family``, or a YAML file whose ``model:`` section is one."""
-    where = _where(config, "cnn.model")
+def _model_section(spec: Any, base: Path, config: Path, key: str = "cnn") -> dict[str, Any]:
+    """``{key}.model``: a mapping with a ``family``, or a YAML file whose ``model:`` section is one."""
+    where = _where(config, f"{key}.model")
     if isinstance(spec, str):
         model = load_yaml(base / spec).get("model")
         where = f"{where} ({spec})"
@@ -143,10 +187,11 @@ def _model_section(spec: Any, base: Path, config: Path) -> dict[str, Any]:
     return dict(model)
 
 
-def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettings, dict[str, Any], dict[str, Any],
-                                                                    dict[str, Any], dict[str, Any]]:
-    """The settings, ``nas.train``, ``cnn.train`` overrides, the CNN's ``model:`` and ``prune:``
-    sections of the raw ``compare:`` mapping ``data``; errors name the key."""
+def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettings, dict[str, Any],
+                                                                    dict[str, dict[str, Any]]]:
+    """The settings, the ``nas.train`` override and every pruned family's ``{model, train, prune}``
+    (``cnn`` first, from ``compare.cnn`` / ``compare.prune``) of the raw ``compare:`` mapping ``data``;
+    errors name the key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{config}: a 'compare:' section (a mapping) is required")
     check_keys(data, COMPARE_KEYS, f"{config}: compare")
@@ -194,19 +239,76 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
     if not isinstance(extremes, list):
         raise ConfigError(f"{_where(config, 'prune.extreme_budgets')} must be a list of fractions, got {extremes!r}")
     extremes = tuple(_number(b, _where(config, "prune.extreme_budgets"), 0.0, 1.0) for b in extremes)
+    families = {"cnn": {"model": model, "train": _train_override(cnn, "cnn", config),
+                        "prune": _prune_section(prune, base, config, "prune")}}
+    extra = data.get("families") or {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"{_where(config, 'families')} must be a mapping of family name -> section, got {extra!r}")
+    for name, section in extra.items():
+        key = f"families.{name}"
+        if name in families or not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{_where(config, key)}: family names must be distinct identifiers other than "
+                              f"'cnn' (compare.cnn), got {name!r}")
+        section = _section(extra, name, FAMILY_KEYS, config)
+        if "model" not in section:
+            raise ConfigError(f"{_where(config, key)}: 'model' is required")
+        families[name] = {"model": _model_section(section["model"], base, config, key),
+                          "train": _train_override(section, key, config),
+                          "prune": _prune_section(dict(section.get("prune") or {}), base, config, f"{key}.prune")}
+
+    settings = CompareSettings(seeds, split, tolerance, threads, min_run_time, tuple(labels), init, extremes)
+    return settings, _train_override(nas, "nas", config), families
+
+
+def _prune_section(prune: dict[str, Any], base: Path, config: Path, key: str) -> dict[str, Any]:
+    """A family's ``prune:`` section with its ``from:`` file merged under it (``criteria`` kept)."""
+    if "extreme_budgets" in prune:
+        raise ConfigError(f"{_where(config, key)}.extreme_budgets: set the extreme budgets once, in "
+                          f"compare.prune.extreme_budgets (they apply to every pruned family)")
     source = prune.pop("from", None)
     if source is not None:
         base_prune = load_yaml(base / source).get("prune")
         if not isinstance(base_prune, Mapping):
-            raise ConfigError(f"{_where(config, 'prune.from')}: {source} has no prune: section")
+            raise ConfigError(f"{_where(config, key)}.from: {source} has no prune: section")
         prune = deep_merge(base_prune, prune)
+    return prune
 
-    settings = CompareSettings(seeds, split, tolerance, threads, min_run_time, tuple(labels), init, extremes)
-    return settings, _train_override(nas, "nas", config), _train_override(cnn, "cnn", config), model, prune
+
+def _compress_plan(data: Mapping[str, Any], config: Path, families: Mapping[str, Any]) -> tuple[dict[str, Any], str,
+                                                                                                  list, int | None]:
+    """(``compress:`` section, teacher family, full-student layers, ablation layers) of ``compress``."""
+    section = _section(data, "compresstracker", CT_KEYS, config)
+    where = _where(config, "compresstracker")
+    compress: dict[str, Any] = {}
+    if "from" in section:
+        compress = load_yaml(config.parent / section["from"]).get("compress")
+        if not isinstance(compress, Mapping):
+            raise ConfigError(f"{where}.from: {section['from']} has no compress: section")
+        compress = dict(compress)
+    if section.get("train"):
+        compress["train"] = deep_merge(compress.get("train") or {}, _train_override(section, "compresstracker", config))
+    teacher = section.get("teacher")
+    if teacher not in families:
+        raise ConfigError(f"{where}.teacher: {teacher!r} is not one of the pruned families {sorted(families)}")
+    layers = section.get("layers", [])
+    if not isinstance(layers, list):
+        raise ConfigError(f"{where}.layers must be a list of student depths, got {layers!r}")
+    layers = [_integer(n, f"{where}.layers", 1) for n in layers]
+    ablation = section.get("ablation")
+    if ablation is not None:
+        ablation = _integer(ablation, f"{where}.ablation", 1)
+    if not layers and ablation is None:
+        raise ConfigError(f"{where}: give layers (full students) and/or ablation (the depth of the ablation)")
+    return compress, teacher, layers, ablation
 
 
 def _write(path: Path, cfg: Mapping[str, Any]) -> None:
     path.write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+
+
+def _prune_error(config: Path, family: str, err: ValueError) -> str:
+    """A PruneSettings message (it starts with ``prune.<key>``) placed in the compare section."""
+    return f"{config}: compare.{err}" if family == "cnn" else f"{config}: compare.families.{family}.{err}"
 
 
 def prepare(config: str | Path, out: str | Path) -> Experiment:
@@ -216,28 +318,57 @@ def prepare(config: str | Path, out: str | Path) -> Experiment:
     raw = load_yaml(config)
     if "compare" not in raw:
         raise ConfigError(f"{config}: a 'compare:' section is required (see docs/compare.md)")
-    settings, nas_train, cnn_train, model, prune = parse_settings(raw.pop("compare"), config)
+    section = raw.pop("compare")
+    settings, nas_train, families = parse_settings(section, config)
     base = config.parent
     if "space" in raw:
         raw["space"] = _resolve(raw["space"], base)
     if isinstance(raw.get("tracker"), str):
         raw["tracker"] = _resolve(raw["tracker"], base)
     for key in ("model", "prune"):
-        raw.pop(key, None)  # the CNN family's come from compare.cnn / compare.prune
+        raw.pop(key, None)  # each family's come from its compare section
     SearchSettings.from_config(raw.get("search"), f"{config}: search")  # the searches' settings, checked now
 
     configs = Path(out) / "configs"
     configs.mkdir(parents=True, exist_ok=True)
-    paths = {name: configs / f"{name}.yaml" for name in ("nas", "retrain", "cnn")}
-    family = {k: v for k, v in raw.items() if k != "search"}
+    paths = {name: configs / f"{name}.yaml" for name in ("nas", "retrain")}
+    common = {k: v for k, v in raw.items() if k != "search"}
     train = raw.get("train") or {}
     _write(paths["nas"], raw)
-    _write(paths["retrain"], {**family, "train": deep_merge(train, nas_train)})
-    _write(paths["cnn"], {**family, "model": model, "train": deep_merge(train, cnn_train), "prune": prune})
+    _write(paths["retrain"], {**common, "train": deep_merge(train, nas_train)})
     loaded = {name: load_experiment(path) for name, path in paths.items()}
-    try:
-        prune_settings = PruneSettings.from_experiment(loaded["cnn"])
-    except ValueError as err:  # messages start with the key: prune.<key>: ...
-        raise ConfigError(f"{config}: compare.{err}") from None
-    return Experiment(config, settings, configs, paths["nas"], paths["retrain"], paths["cnn"], loaded["nas"],
-                      loaded["retrain"], loaded["cnn"], prune_settings)
+    pruned = []
+    for name, fam in families.items():
+        prune = dict(fam["prune"])
+        criteria = prune.pop("criteria", None)
+        path = configs / f"{name}.yaml"
+        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "prune": prune})
+        cfg = load_experiment(path)
+        key = "prune" if name == "cnn" else f"families.{name}.prune"
+        try:
+            if criteria is None:
+                criteria = [PruneSettings.from_experiment(cfg).criterion]
+        except ValueError as err:
+            raise ConfigError(_prune_error(config, name, err)) from None
+        if not isinstance(criteria, list) or not criteria or len(set(map(str, criteria))) != len(criteria):
+            raise ConfigError(f"{config}: compare.{key}.criteria must be a non-empty list of distinct pruning "
+                              f"criteria, got {criteria!r}")
+        try:
+            per = {c: PruneSettings.from_experiment(cfg, criterion=c) for c in criteria}
+        except ValueError as err:
+            raise ConfigError(_prune_error(config, name, err)) from None
+        pruned.append(PrunedFamily(name, path, tuple(criteria), per))
+    plan = None
+    if section.get("compresstracker"):
+        compress, teacher, layers, ablation = _compress_plan(section, config, families)
+        fam = families[teacher]
+        path = configs / "compresstracker.yaml"
+        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "compress": compress})
+        load_experiment(path)
+        variants = [(f"ct{n}", n, dict(ABLATION[-1][1])) for n in layers]  # label, layers, switches
+        if ablation is not None:
+            variants += [(f"ct{ablation}-{label}", ablation, dict(switches)) for label, switches in ABLATION
+                         if not (label == ABLATION[-1][0] and ablation in layers)]
+        plan = CompressPlan(path, teacher, tuple(variants), ablation)
+    return Experiment(config, settings, configs, paths["nas"], paths["retrain"], loaded["nas"], loaded["retrain"],
+                      tuple(pruned), plan)

@@ -1,8 +1,11 @@
-"""The pruning run behind ``tools/prune.py``: [sparsity training] -> prune to budget -> fine-tune -> report.
+"""The pruning run behind ``tools/prune.py``: [sparsity training] -> prune to budget -> fine-tune -> report,
+and its family-agnostic parts: :func:`prune_model` (the pruning of any family by ``prune.criterion``,
+see :data:`FAMILY_CRITERIA`) and :func:`sparsity_trainer` (the criterion's sparsity training, if any).
 
 Files in the output folder ``OUT``:
 
-- ``sparsity/``: the sparsity training (``slimming`` only; L1 on BatchNorm scales), a Trainer folder;
+- ``sparsity/``: the sparsity training (``slimming``: L1 on BatchNorm scales; ``vit-slim``: L1 on the
+  ViT-Slim soft masks and the BatchNorm scales), a Trainer folder;
 - ``pruned.pt``: the pruned network before fine-tuning (its widths and weights, and the request);
 - ``checkpoint.pt``, ``log.jsonl``, ``tensorboard/``, ``loss.png``: the fine-tuning (a Trainer
   folder); ``checkpoint.pt`` is the pruned tracker (kind = the family, e.g. ``cnn``, with its
@@ -18,11 +21,12 @@ import copy
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import ConfigError, check_keys, deep_merge
 from ..cost.latency import network_latency
@@ -30,21 +34,35 @@ from ..deploy import inference_model
 from ..evaluate.results import atomic_write
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
-from ..models.lighttrack import TrackingNet
-from ..train.baseline import BaselineTrainer
+from ..train.baseline import BaselineTrainer, model_section
 from ..train.trainer import DEFAULT_TRAIN
-from .prune import BUDGET_KINDS, CRITERIA, MinWidths, check_budget, measure, prune_to_budget
+from .prune import BUDGET_KINDS, CRITERIA, MinWidths, PruneResult, check_budget, check_width, measure, prune_to_budget
+from .vit_prune import (SCOPES, SlimTrainer, TransformerMinWidths, check_transformer_budget, slim_to_budget,
+                        torch_prune_to_budget)
 
+FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {"cnn": CRITERIA, "vit": ("torch-pruning", "vit-slim"),
+                                               "hybrid": ("vit-slim",)}
+DEFAULT_CRITERION = {"cnn": "slimming", "vit": "vit-slim", "hybrid": "vit-slim"}
+SPARSITY_CRITERIA = ("slimming", "vit-slim")  # the criteria with a sparsity training
 PRUNE_DEFAULTS: dict[str, Any] = {
-    "criterion": "slimming", "budget_kind": "macs", "norm": 1, "min_width": 1, "min_width_layers": {},
-    "sparsity": {"l1": 1e-5, "train": {}}, "finetune": {"train": {}},
-    "latency": {"threads": 1, "min_run_time": 0.5},
+    "criterion": None, "budget_kind": "macs", "norm": 1, "min_width": 1, "min_width_layers": {},
+    "min_head_dim": 1, "min_mlp": 1, "min_embed": 1, "scope": "global", "layer_scope_below": 0.1,
+    "sparsity": {"l1": 1e-5, "attn_l1": 1.5e-4, "mlp_l1": 7.5e-5, "embed_l1": 1.5e-4, "train": {}},
+    "finetune": {"train": {}}, "latency": {"threads": 1, "min_run_time": 0.5},
 }
+
+
+def _number(value: Any, where: str, high: float | None = None) -> float:
+    """``value`` if it is a number >= 0 (and <= ``high``), else ConfigError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (high is not None and value > high):
+        raise ConfigError(f"{where}: expected a number >= 0{'' if high is None else f' and <= {high:g}'}, "
+                          f"got {value!r}")
+    return float(value)
 
 
 @dataclass
 class PruneSettings:
-    """The ``prune:`` section of an experiment (defaults in :data:`PRUNE_DEFAULTS`)."""
+    """The ``prune:`` section of an experiment (defaults in :data:`PRUNE_DEFAULTS`) for the model's family."""
 
     criterion: str
     budget_kind: str
@@ -54,31 +72,125 @@ class PruneSettings:
     sparsity_train: dict[str, Any]
     finetune_train: dict[str, Any]
     latency: dict[str, Any]
+    family: str = "cnn"
+    scope: str = "global"
+    layer_scope_below: float = 0.0
+    min_head_dim: int = 1
+    min_mlp: int = 1
+    min_embed: int = 1
+    gate_l1: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_experiment(cls, cfg: Mapping[str, Any], criterion: str | None = None,
                         budget_kind: str | None = None) -> "PruneSettings":
-        """Parse ``cfg['prune']``; ``criterion``/``budget_kind`` (command line) override it."""
+        """Parse ``cfg['prune']`` for ``cfg['model']``'s family; ``criterion``/``budget_kind``
+        (command line) override it. The default criterion is the family's :data:`DEFAULT_CRITERION`."""
         s = deep_merge(PRUNE_DEFAULTS, cfg.get("prune") or {})
         check_keys(s, set(PRUNE_DEFAULTS), "prune")
-        check_keys(s["sparsity"], {"l1", "train"}, "prune.sparsity")
+        check_keys(s["sparsity"], set(PRUNE_DEFAULTS["sparsity"]), "prune.sparsity")
         check_keys(s["finetune"], {"train"}, "prune.finetune")
         check_keys(s["latency"], {"threads", "min_run_time"}, "prune.latency")
         for phase in ("sparsity", "finetune"):
             check_keys(s[phase]["train"], set(DEFAULT_TRAIN), f"prune.{phase}.train")
-        criterion, budget_kind = criterion or s["criterion"], budget_kind or s["budget_kind"]
-        if criterion not in CRITERIA:
-            raise ConfigError(f"prune.criterion: {criterion!r} is not one of {list(CRITERIA)}")
+        family = model_section(cfg)["family"]
+        if family not in FAMILY_CRITERIA:
+            raise ConfigError(f"model.family: {family!r} has no pruning criteria; prunable families: "
+                              f"{list(FAMILY_CRITERIA)}")
+        criterion = criterion or s["criterion"] or DEFAULT_CRITERION[family]
+        budget_kind = budget_kind or s["budget_kind"]
+        if criterion not in FAMILY_CRITERIA[family]:
+            raise ConfigError(f"prune.criterion: {criterion!r} is not one of {list(FAMILY_CRITERIA[family])} "
+                              f"for family {family}")
         if budget_kind not in BUDGET_KINDS:
             raise ConfigError(f"prune.budget_kind: {budget_kind!r} is not one of {list(BUDGET_KINDS)}")
-        l1 = s["sparsity"]["l1"]
-        if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
-            raise ConfigError(f"prune.sparsity.l1: expected a number >= 0, got {l1!r}")
-        return cls(criterion, budget_kind, int(s["norm"]), MinWidths.from_config(s["min_width"], s["min_width_layers"]),
-                   float(l1), dict(s["sparsity"]["train"]), dict(s["finetune"]["train"]), dict(s["latency"]))
+        if s["scope"] not in SCOPES:
+            raise ConfigError(f"prune.scope: {s['scope']!r} is not one of {list(SCOPES)}")
+        l1 = {key: _number(s["sparsity"][key], f"prune.sparsity.{key}") for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
+        try:
+            mins = {key: check_width(s[key], f"prune.{key}") for key in ("min_head_dim", "min_mlp", "min_embed")}
+            min_widths = MinWidths.from_config(s["min_width"], s["min_width_layers"])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return cls(criterion, budget_kind, int(s["norm"]), min_widths, l1["l1"], dict(s["sparsity"]["train"]),
+                   dict(s["finetune"]["train"]), dict(s["latency"]), family, s["scope"],
+                   _number(s["layer_scope_below"], "prune.layer_scope_below", 1.0), **mins,
+                   gate_l1={kind: l1[f"{kind}_l1"] for kind in ("attn", "mlp", "embed")})
+
+    @property
+    def transformer_widths(self) -> TransformerMinWidths:
+        """The minimum widths of a transformer family's pruning."""
+        return TransformerMinWidths(self.min_head_dim, self.min_mlp, self.min_embed, self.min_widths)
+
+    def scope_for(self, budget: float) -> str:
+        """``layer`` below ``layer_scope_below`` (the reference's extreme budgets), else ``scope``."""
+        return "layer" if budget < self.layer_scope_below else self.scope
+
+    def sparsity_record(self, trainer: BaselineTrainer | None) -> dict[str, Any]:
+        """What ``prune.json`` records of the sparsity training (zeros without one)."""
+        if trainer is None:
+            return {"l1": 0.0, "iterations": 0, "batch_size": 0}
+        gates = {"gate_l1": dict(self.gate_l1)} if self.criterion == "vit-slim" else {}
+        return {"l1": self.l1, **gates, "iterations": trainer.total, "batch_size": trainer.train_cfg["batch_size"]}
 
 
-def load_network(checkpoint: str | Path) -> TrackingNet:
+def _family(model: nn.Module, settings: PruneSettings) -> str:
+    """The family of ``model``, which must be the one ``settings`` were parsed for."""
+    family = model.spec()["family"]
+    if family != settings.family:
+        raise ValueError(f"prune settings for family {settings.family} cannot prune a {family} network")
+    return family
+
+
+def check_model_budget(model: nn.Module, budget: float, kind: str,
+                       settings: PruneSettings) -> tuple[dict[str, int], dict[str, int]]:
+    """(dense cost, smallest achievable cost) of a network of any family; raises BudgetError when
+    ``budget`` cannot be met with the settings' minimum widths."""
+    if _family(model, settings) == "cnn":
+        return check_budget(model, budget, kind, settings.min_widths)
+    return check_transformer_budget(model, budget, kind, settings.transformer_widths)
+
+
+def prune_model(model: nn.Module, budget: float, kind: str, settings: PruneSettings,
+                progress: bool = True) -> PruneResult:
+    """Prune ``model`` (any family) in place to at most ``budget`` x its dense ``kind`` (macs or
+    params) by ``settings.criterion``: ``cnn`` -> :func:`~.prune.prune_to_budget`; ``vit-slim`` ->
+    :func:`~.vit_prune.slim_to_budget` (scope by :meth:`PruneSettings.scope_for`); ``torch-pruning``
+    -> :func:`~.vit_prune.torch_prune_to_budget`."""
+    if _family(model, settings) == "cnn":
+        return prune_to_budget(model, budget, kind, settings.criterion, settings.min_widths, settings.norm, progress)
+    if settings.criterion == "torch-pruning":
+        return torch_prune_to_budget(model, budget, kind, settings.transformer_widths, settings.norm, progress)
+    return slim_to_budget(model, budget, kind, settings.transformer_widths, settings.scope_for(budget), progress)
+
+
+def sparsity_trainer(cfg: Mapping[str, Any], settings: PruneSettings, dense: nn.Module, out_dir: str | Path,
+                     progress: bool = True) -> BaselineTrainer | None:
+    """The (not yet started) sparsity training of ``settings.criterion`` from the ``dense`` network
+    into ``out_dir``, with ``prune.sparsity.train`` merged over ``cfg``'s ``train``; None when the
+    criterion has none. ``slimming``: L1 on the BatchNorm scales; ``vit-slim``: the network with its
+    ViT-Slim soft masks (ones), L1 on them and on the BatchNorm scales."""
+    _family(dense, settings)
+    if settings.criterion not in SPARSITY_CRITERIA:
+        return None
+    phase = _phase(cfg, settings.sparsity_train)
+    if settings.criterion == "slimming":
+        return BaselineTrainer(phase, out_dir, dense.spec(), dense.state_dict(), bn_l1=settings.l1, progress=progress)
+    gated = copy.deepcopy(dense)
+    gated.enable_gates()
+    return SlimTrainer(phase, out_dir, gated.spec(), gated.state_dict(), settings.l1, settings.gate_l1, progress)
+
+
+def network_widths(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The width entries of a ``model_spec``: ``widths`` (cnn), embedding, layers and towers (vit),
+    CNN widths, embedding, encoder and decoder (hybrid)."""
+    if spec["family"] == "cnn":
+        return dict(spec["widths"])
+    keys = ("embed_dim", "layers", "cls_tower", "reg_tower") if spec["family"] == "vit" else (
+        "widths", "embed_dim", "encoder", "decoder")
+    return {k: spec[k] for k in keys}
+
+
+def load_network(checkpoint: str | Path) -> nn.Module:
     """The stand-alone network of a checkpoint holding a ``model_spec`` (e.g. from tools/train_baseline.py)."""
     data = read_checkpoint(checkpoint)
     if "model_spec" not in data:
@@ -100,7 +212,7 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def _latency_ms(model: TrackingNet, latency: Mapping[str, Any]) -> float:
+def _latency_ms(model: nn.Module, latency: Mapping[str, Any]) -> float:
     """Median per-frame network time of the deployed (fused) form."""
     return network_latency(inference_model(model), int(latency["threads"]), float(latency["min_run_time"])).ms
 
@@ -117,7 +229,7 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
     if not resume and (pruned_path.exists() or (out / "sparsity" / "checkpoint.pt").exists()):
         raise ValueError(f"{out} holds a pruning run: pass --resume to continue it, or choose another --out")
     dense = load_network(checkpoint)
-    sparsity: dict[str, Any] = {"l1": 0.0, "iterations": 0, "batch_size": 0}
+    sparsity: dict[str, Any]
     if resume and pruned_path.exists():
         state = read_checkpoint(pruned_path)
         if state["prune"]["request"] != request:
@@ -126,18 +238,16 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
         spec, weights = state["model_spec"], state["model"]
         steps, sparsity = state["prune"]["steps"], state["prune"]["sparsity"]
     else:
-        check_budget(dense, budget, kind, settings.min_widths)  # fail before any training
+        check_model_budget(dense, budget, kind, settings)  # fail before any training
         model = copy.deepcopy(dense)
-        if settings.criterion == "slimming":
-            trainer = BaselineTrainer(_phase(cfg, settings.sparsity_train), out / "sparsity", dense.spec(),
-                                      dense.state_dict(), bn_l1=settings.l1, progress=progress)
+        trainer = sparsity_trainer(cfg, settings, dense, out / "sparsity", progress)
+        if trainer is not None:
             if resume:
                 trainer.resume()
             trainer.train()
             model = trainer.model.cpu()
-            sparsity = {"l1": settings.l1, "iterations": trainer.total, "batch_size": trainer.train_cfg["batch_size"]}
-        result = prune_to_budget(model.eval(), budget, kind, settings.criterion, settings.min_widths, settings.norm,
-                                 progress)
+        sparsity = settings.sparsity_record(trainer)
+        result = prune_model(model.eval(), budget, kind, settings, progress)
         spec, weights, steps = model.spec(), model.state_dict(), result.steps
         out.mkdir(parents=True, exist_ok=True)
         _save(pruned_path, {"kind": spec["family"], "model_spec": spec, "model": weights,
@@ -152,7 +262,7 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
     report = {
         **request, "checkpoint": str(finetune.checkpoint_path), "dense_checkpoint": str(checkpoint),
         "achieved": {k: pruned_cost[k] / dense_cost[k] for k in BUDGET_KINDS},
-        **{name: {**cost, "latency_ms": _latency_ms(net, settings.latency), "widths": net.spec()["widths"]}
+        **{name: {**cost, "latency_ms": _latency_ms(net, settings.latency), "widths": network_widths(net.spec())}
            for name, net, cost in (("dense", dense, dense_cost), ("pruned", pruned, pruned_cost))},
         "pruning_steps": steps, "sparsity": sparsity,
         "finetune": {"iterations": finetune.total, "batch_size": finetune.train_cfg["batch_size"]},

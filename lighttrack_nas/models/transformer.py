@@ -26,7 +26,10 @@ networks (ViT-Slim: heads of different widths) rebuild from the spec stored in t
     reg_tower: [64]
 
 Attention modules and MLPs can carry ViT-Slim soft masks (``gate``: one learnable value per head
-dimension, multiplying q, k and v, and per hidden neuron) while a sparsity training searches them.
+dimension, multiplying q, k and v, and per hidden neuron) while a sparsity training searches them, and
+the tracker one per embedding dimension (``embed_gate``), multiplying every write to the residual
+streams (the embedded tokens, the decoder query, every attention and MLP output): ``gates: true`` in
+the spec creates them all (ones), :mod:`lighttrack_nas.compress.vit_prune` folds and removes them.
 """
 from __future__ import annotations
 
@@ -112,9 +115,10 @@ class Block(nn.Module):
         self.attn = Attention(dim, head_dims, scale, cross)
         self.mlp = Mlp(dim, mlp)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), context)
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                gate: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + _masked(self.attn(self.norm1(x), context), gate)
+        return x + _masked(self.mlp(self.norm2(x)), gate)
 
     def spec(self) -> dict[str, Any]:
         return {"head_dims": list(self.attn.head_dims), "mlp": self.mlp.fc1.out_features, "scale": self.attn.scale}
@@ -148,6 +152,10 @@ def layer_specs(spec: Mapping[str, Any], key: str, where: str) -> list[dict[str,
     return [{"head_dims": [dim // heads] * heads, "mlp": mlp, "scale": (dim // heads) ** -0.5}] * int(depth)
 
 
+def _masked(x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+    return x if gate is None else x * gate
+
+
 def _bad_int(value: Any) -> bool:
     return isinstance(value, bool) or not isinstance(value, int) or value < 1
 
@@ -158,6 +166,8 @@ def _check_spec(spec: Mapping[str, Any], allowed: set[str], required: set[str]) 
         raise ValueError(f"model: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     if missing:
         raise ValueError(f"model: missing key(s) {sorted(missing)}")
+    if not isinstance(spec.get("gates", False), bool):
+        raise ValueError(f"model.gates: expected true or false, got {spec['gates']!r}")
 
 
 def _grid(tokens: torch.Tensor, side: int) -> torch.Tensor:
@@ -175,6 +185,11 @@ class TransformerTracker(nn.Module):
     template_size: int
     search_size: int
     stride: int
+    embed_dim: int
+
+    def __init__(self):
+        super().__init__()
+        self.embed_gate: nn.Parameter | None = None
 
     @property
     def score_size(self) -> int:
@@ -212,13 +227,33 @@ class TransformerTracker(nn.Module):
         """Every :class:`Attention` and :class:`Mlp` (the modules ViT-Slim masks)."""
         return [m for m in self.modules() if isinstance(m, (Attention, Mlp))]
 
+    @property
+    def gated(self) -> bool:
+        """Whether the ViT-Slim soft masks exist (``gates: true`` in the spec)."""
+        return self.embed_gate is not None
+
+    def enable_gates(self) -> None:
+        """Create the missing ViT-Slim soft masks, all ones (the network computes what it did)."""
+        for m in self.gated_modules():
+            if m.gate is None:
+                m.gate = nn.Parameter(torch.ones(m.inner if isinstance(m, Attention) else m.fc1.out_features))
+        if self.embed_gate is None:
+            self.embed_gate = nn.Parameter(torch.ones(self.embed_dim))
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The embedding gate on a write to the residual stream."""
+        return _masked(tokens, self.embed_gate)
+
+    def _spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "gates": True} if self.gated else spec
+
 
 @register_model("vit")
 class ViTTracker(TransformerTracker):
     """One-stream ViT tracker (OSTrack mould); see the module docstring."""
 
     SPEC_KEYS = {"family", "template_size", "search_size", "patch", "embed_dim", "layers", "depth", "heads",
-                 "mlp_ratio", "cls_tower", "reg_tower", "cls_scale", "reg_scale"}
+                 "mlp_ratio", "cls_tower", "reg_tower", "cls_scale", "reg_scale", "gates"}
     backbone_prefixes = ("patch_embed.", "pos_", "blocks.", "norm.")
 
     def __init__(self, template_size: int, search_size: int, patch: int, embed_dim: int,
@@ -247,24 +282,27 @@ class ViTTracker(TransformerTracker):
         """Build from a ``model:`` section or a checkpoint's ``model_spec`` (see :meth:`spec`)."""
         _check_spec(spec, cls.SPEC_KEYS, {"template_size", "search_size", "patch", "embed_dim", "cls_tower",
                                           "reg_tower"})
-        return cls(spec["template_size"], spec["search_size"], spec["patch"], spec["embed_dim"],
-                   layer_specs(spec, "layers", "model"), check_tower(spec["cls_tower"], "model.cls_tower"),
-                   check_tower(spec["reg_tower"], "model.reg_tower"),
-                   spec.get("cls_scale", 1.0), spec.get("reg_scale", 8.0))
+        model = cls(spec["template_size"], spec["search_size"], spec["patch"], spec["embed_dim"],
+                    layer_specs(spec, "layers", "model"), check_tower(spec["cls_tower"], "model.cls_tower"),
+                    check_tower(spec["reg_tower"], "model.reg_tower"),
+                    spec.get("cls_scale", 1.0), spec.get("reg_scale", 8.0))
+        if spec.get("gates"):
+            model.enable_gates()
+        return model
 
     def spec(self) -> dict[str, Any]:
         """Plain-data description that rebuilds this network, widths read from the modules."""
-        return {"family": "vit", "template_size": self.template_size, "search_size": self.search_size,
-                "patch": self.stride, "embed_dim": self.embed_dim, "layers": [b.spec() for b in self.blocks],
-                "cls_tower": _tower_widths(self.cls_tower), "reg_tower": _tower_widths(self.reg_tower),
-                "cls_scale": self.cls_scale, "reg_scale": self.reg_scale}
+        return self._spec({"family": "vit", "template_size": self.template_size, "search_size": self.search_size,
+                           "patch": self.stride, "embed_dim": self.embed_dim, "layers": [b.spec() for b in self.blocks],
+                           "cls_tower": _tower_widths(self.cls_tower), "reg_tower": _tower_widths(self.reg_tower),
+                           "cls_scale": self.cls_scale, "reg_scale": self.reg_scale})
 
     def template_features(self, z: torch.Tensor) -> torch.Tensor:
-        return self.patch_embed(z).flatten(2).transpose(1, 2) + self.pos_z
+        return self._embed(self.patch_embed(z).flatten(2).transpose(1, 2) + self.pos_z)
 
     def encode(self, zf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The joint token sequence (template first) fed to the first layer."""
-        return torch.cat([zf, self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_x], dim=1)
+        return torch.cat([zf, self._embed(self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_x)], dim=1)
 
     def decode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final norm and the centre head on the search part of the last layer's tokens."""
@@ -273,7 +311,7 @@ class ViTTracker(TransformerTracker):
     def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.encode(zf, x)
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, gate=self.embed_gate)
         return self.decode(tokens)
 
 
@@ -283,7 +321,7 @@ class HybridTracker(TransformerTracker):
     decoded target query; see the module docstring."""
 
     SPEC_KEYS = {"family", "template_size", "search_size", "widths", "embed_dim", "encoder", "decoder",
-                 "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "cls_scale", "reg_scale"}
+                 "encoder_depth", "decoder_depth", "heads", "mlp_ratio", "cls_scale", "reg_scale", "gates"}
     WIDTHS = frozenset({"stem", "stages", "cls_tower", "reg_tower"})
     backbone_prefixes = ("backbone.",)
 
@@ -318,32 +356,36 @@ class HybridTracker(TransformerTracker):
     def from_spec(cls, spec: Mapping[str, Any]) -> "HybridTracker":
         """Build from a ``model:`` section or a checkpoint's ``model_spec`` (see :meth:`spec`)."""
         _check_spec(spec, cls.SPEC_KEYS, {"template_size", "search_size", "widths", "embed_dim"})
-        return cls(spec["template_size"], spec["search_size"], spec["widths"], spec["embed_dim"],
-                   layer_specs(spec, "encoder", "model"), layer_specs(spec, "decoder", "model"),
-                   spec.get("cls_scale", 1.0), spec.get("reg_scale", 8.0))
+        model = cls(spec["template_size"], spec["search_size"], spec["widths"], spec["embed_dim"],
+                    layer_specs(spec, "encoder", "model"), layer_specs(spec, "decoder", "model"),
+                    spec.get("cls_scale", 1.0), spec.get("reg_scale", 8.0))
+        if spec.get("gates"):
+            model.enable_gates()
+        return model
 
     def spec(self) -> dict[str, Any]:
         """Plain-data description that rebuilds this network, widths read from the modules."""
         widths = {**resnet_widths(self.backbone, self.strides), "cls_tower": _tower_widths(self.cls_tower),
                   "reg_tower": _tower_widths(self.reg_tower)}
-        return {"family": "hybrid", "template_size": self.template_size, "search_size": self.search_size,
-                "widths": widths, "embed_dim": self.embed_dim, "encoder": [b.spec() for b in self.encoder],
-                "decoder": [b.spec() for b in self.decoder], "cls_scale": self.cls_scale, "reg_scale": self.reg_scale}
+        return self._spec({"family": "hybrid", "template_size": self.template_size, "search_size": self.search_size,
+                           "widths": widths, "embed_dim": self.embed_dim, "encoder": [b.spec() for b in self.encoder],
+                           "decoder": [b.spec() for b in self.decoder], "cls_scale": self.cls_scale,
+                           "reg_scale": self.reg_scale})
 
     def _tokens(self, image: torch.Tensor) -> torch.Tensor:
         return self.bottleneck(self.backbone(image)).flatten(2).transpose(1, 2)
 
     def template_features(self, z: torch.Tensor) -> torch.Tensor:
-        return self._tokens(z) + self.pos_z
+        return self._embed(self._tokens(z) + self.pos_z)
 
     def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = torch.cat([zf, self._tokens(x) + self.pos_x], dim=1)
+        tokens = torch.cat([zf, self._embed(self._tokens(x) + self.pos_x)], dim=1)
         for block in self.encoder:
-            tokens = block(tokens)
+            tokens = block(tokens, gate=self.embed_gate)
         memory = self.memory_norm(tokens)
-        query = self.query.expand(memory.shape[0], -1, -1)
+        query = self._embed(self.query).expand(memory.shape[0], -1, -1)
         for block in self.decoder:
-            query = block(query, memory)
+            query = block(query, memory, gate=self.embed_gate)
         search = memory[:, -self.score_size ** 2:]
         similarity = search @ self.query_norm(query).transpose(1, 2)  # (B, HW, 1), STARK's enc-dec attention
         return self.predict(search * similarity)

@@ -48,7 +48,7 @@ DEFAULT_TRAIN = {
 }
 OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
-            "description", "model", "prune"}
+            "description", "model", "prune", "compress"}
 
 
 class TrainingError(RuntimeError):
