@@ -54,7 +54,8 @@ PRUNE_DEFAULTS: dict[str, Any] = {
 
 def _number(value: Any, where: str, high: float | None = None) -> float:
     """``value`` if it is a number >= 0 (and <= ``high``), else ConfigError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (high is not None and value > high):
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or value < 0 or (high is not None and value > high):
         raise ConfigError(f"{where}: expected a number >= 0{'' if high is None else f' and <= {high:g}'}, "
                           f"got {value!r}")
     return float(value)
@@ -105,7 +106,8 @@ class PruneSettings:
             raise ConfigError(f"prune.budget_kind: {budget_kind!r} is not one of {list(BUDGET_KINDS)}")
         if s["scope"] not in SCOPES:
             raise ConfigError(f"prune.scope: {s['scope']!r} is not one of {list(SCOPES)}")
-        l1 = {key: _number(s["sparsity"][key], f"prune.sparsity.{key}") for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
+        l1 = {key: _number(s["sparsity"][key], f"prune.sparsity.{key}")
+              for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
         try:
             mins = {key: check_width(s[key], f"prune.{key}") for key in ("min_head_dim", "min_mlp", "min_embed")}
             min_widths = MinWidths.from_config(s["min_width"], s["min_width_layers"])
