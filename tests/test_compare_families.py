@@ -95,3 +95,16 @@ def test_family_config_errors_are_named(micro_config, tmp_path):
     cfg["compare"]["families"]["cnn"] = {"model": MICRO_CNN}
     with pytest.raises(ConfigError, match="family names must be distinct"):
         prepare(_write(tmp_path / "c.yaml", cfg), tmp_path / "out")
+
+
+def test_only_runs_the_chosen_groups(run, micro_config, tmp_path):
+    from lighttrack_nas.compare import run_compare
+
+    exp = prepare(_write(tmp_path / "d.yaml", families_compare(micro_config)), tmp_path / "out")
+    with pytest.raises(ValueError, match=r"--only \['vitt'\]: not tracker groups"):
+        run_compare(exp, tmp_path / "out", only=["vitt"], progress=False)
+    with pytest.raises(FileNotFoundError, match="run the nas group of seed 0 first"):
+        run_compare(exp, tmp_path / "out", only=["vit"], progress=False)
+    config, out, _ = run  # everything finished: a run of one group skips all of its stages
+    stages = run_compare(prepare(config, out), out, only=["hybrid"], progress=False)
+    assert all(v["last"] == "skipped" for k, v in stages.items() if k.startswith("seed0/hybrid/"))

@@ -5,6 +5,7 @@
   python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny --seeds 0 1 2
   python tools/compare.py ... --supernet runs/demo/supernet/checkpoint.pt   (reuse a trained supernet)
   python tools/compare.py ... --report-only                                  (report what is finished)
+  python tools/compare.py ... --only vit hybrid                              (some tracker groups only)
 
 Per seed: a search at each of the config's MACs budgets (compare.nas.budgets) on the supernet (trained
 once into OUT/supernet), each found subnet retrained stand-alone; the dense CNN (compare.cnn) trained,
@@ -37,6 +38,11 @@ def parse_args() -> argparse.Namespace:
                         "(default: the config's compare.seeds); the supernet is shared by all")
     p.add_argument("--supernet", default=None,
                    help="trained supernet checkpoint to search in (default: train one into OUT/supernet)")
+    p.add_argument("--only", nargs="+", default=None, metavar="GROUP",
+                   help="run only these tracker groups: nas, a pruned family (cnn, vit, hybrid, ...), "
+                        "compresstracker (default: all). Pruned families need the NAS searches of their seed "
+                        "done (their MACs are the targets); several processes with disjoint groups may share "
+                        "one --out")
     p.add_argument("--report-only", action="store_true",
                    help="run no stage: write results.csv, report.md and the plots from what OUT holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and stage lines still written)")
@@ -50,7 +56,7 @@ def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = compare(args.config, args.out, args.seeds, args.supernet, progress=not args.no_progress,
-                      report_only=args.report_only)
+                      report_only=args.report_only, only=args.only)
     for entry in summary["matched"]:
         print(f"{entry['budget']}: {entry['verdict']}")
     if summary["missing"]:

@@ -16,12 +16,13 @@ from .settings import CompareSettings, Experiment, prepare
 
 
 def compare(config: str | Path, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
-            progress: bool = True, report_only: bool = False) -> dict[str, Any]:
+            progress: bool = True, report_only: bool = False, only: list[str] | None = None) -> dict[str, Any]:
     """Run (or resume) the comparison of ``config`` into ``out`` and write its report; returns
-    :func:`write_report`'s summary. ``report_only``: no stage runs, the report covers what exists."""
+    :func:`write_report`'s summary. ``report_only``: no stage runs, the report covers what exists;
+    ``only``: run just these tracker groups (``nas``, a family name, ``compresstracker``)."""
     exp = prepare(config, out)
     if not report_only:
-        run_compare(exp, out, seeds, supernet, progress)
+        run_compare(exp, out, seeds, supernet, progress, only)
     return write_report(exp, out, seeds)
 
 

@@ -353,13 +353,40 @@ def _iterations(cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
-                progress: bool = True) -> dict[str, dict[str, Any]]:
+                progress: bool = True, only: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run (or resume, skipping what is finished) every stage of ``exp`` into ``out`` for ``seeds``
     (default: the config's); ``supernet`` is a trained supernet checkpoint to use instead of
-    training one into ``out/supernet``. Returns the stage record (``stages.json``)."""
+    training one into ``out/supernet``; ``only`` restricts the run to some :func:`tracker_groups`
+    (e.g. ``["vit"]`` in one process while another runs ``["nas", "cnn"]`` into the same ``out``).
+    Returns the stage record (``stages.json``)."""
     out = Path(out)
+    chosen = set(only) if only is not None else set(tracker_groups(exp))
+    unknown = chosen - set(tracker_groups(exp))
+    if unknown:
+        raise ValueError(f"--only {sorted(unknown)}: not tracker groups of this comparison; choose from "
+                         f"{tracker_groups(exp)}")
     stages = StageLog(out / "stages.json")
     stages.run("data", False, stage_data, exp.nas)
+    supernet_budget: dict[str, Any] = {}
+    if "nas" in chosen:
+        supernet, supernet_budget = _supernet(exp, out, supernet, stages, progress)
+    evaluate = Evaluator(exp)
+    for seed in seeds if seeds is not None else exp.settings.seeds:
+        if "nas" in chosen:
+            nas_macs = run_nas(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
+        else:
+            nas_macs = found_macs(exp, out, seed)
+        for family in exp.families:
+            if family.name in chosen:
+                run_pruned(exp, family, out, seed, nas_macs, evaluate, stages, progress)
+        if exp.compress is not None and "compresstracker" in chosen:
+            run_compresstracker(exp, out, seed, evaluate, stages, progress)
+    return stages.records
+
+
+def _supernet(exp: Experiment, out: Path, supernet: str | Path | None, stages: StageLog,
+              progress: bool) -> tuple[Path, dict[str, Any]]:
+    """The supernet to search (trained into ``out/supernet`` unless given) and its training phase."""
     if supernet is None:
         supernet = out / "supernet" / "checkpoint.pt"
         stages.run("supernet", finished(supernet, exp.nas), stage_train, exp.nas, out / "supernet", progress)
@@ -370,13 +397,21 @@ def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None
     if state.get("kind", "supernet") != "supernet":
         raise ValueError(f"{supernet}: a {state.get('kind')!r} checkpoint, not a supernet")
     trained = state.get("config", {}).get("train", exp.nas["train"])
-    supernet_budget = _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]))
-    del state
-    evaluate = Evaluator(exp)
-    for seed in seeds if seeds is not None else exp.settings.seeds:
-        nas_macs = run_nas(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
-        for family in exp.families:
-            run_pruned(exp, family, out, seed, nas_macs, evaluate, stages, progress)
-        if exp.compress is not None:
-            run_compresstracker(exp, out, seed, evaluate, stages, progress)
-    return stages.records
+    return supernet, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]))
+
+
+def tracker_groups(exp: Experiment) -> list[str]:
+    """What ``--only`` selects from: ``nas``, every pruned family, ``compresstracker`` (when planned)."""
+    return ["nas", *(f.name for f in exp.families)] + (["compresstracker"] if exp.compress is not None else [])
+
+
+def found_macs(exp: Experiment, out: Path, seed: int) -> dict[str, float]:
+    """The MACs of the subnets the NAS searches of ``seed`` found (for a run without the NAS group)."""
+    macs = {}
+    for label in exp.settings.nas_budgets:
+        path = out / "nas" / f"seed{seed}" / f"search_{label}" / "best.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the pruned trackers are matched to the NAS subnets' MACs; run the "
+                                    f"nas group of seed {seed} first (or include it in --only)")
+        macs[label] = float(json.loads(path.read_text())["best"]["macs"])
+    return macs
