@@ -35,8 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..compress import BudgetError, PruneSettings, prune_checkpoint, prune_model, sparsity_trainer
-from ..compress.compresstracker import compress_checkpoint
+from ..compress import BudgetError, PruneSettings, compress_checkpoint, prune_checkpoint, prune_model, sparsity_trainer
 from ..compress.pipeline import load_network
 from ..cost import count_tracking_model
 from ..cost.latency import network_latency
