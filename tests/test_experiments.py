@@ -8,8 +8,9 @@ from lighttrack_nas.models import build_model, build_supernet
 from lighttrack_nas.models.pretrained import init_backbone
 from lighttrack_nas.train import experiment_space, load_experiment
 
+COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml")
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.yaml")
-                     if p.name not in ("tracker.yaml", "compare_tiny.yaml"))  # the comparison: below
+                     if p.name != "tracker.yaml" and p.name not in COMPARISONS)  # the comparisons: below
 
 
 def _check_trainable(cfg):
@@ -23,9 +24,13 @@ def test_experiment_config_loads_and_its_model_initialises(path):
     _check_trainable(load_experiment(path))
 
 
-def test_compare_families_initialise(tmp_path):
-    experiment = prepare(ROOT / "experiments" / "compare_tiny.yaml", tmp_path)
-    for cfg in (experiment.nas, experiment.retrain, experiment.cnn):
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_compare_families_initialise(name, tmp_path):
+    experiment = prepare(ROOT / "experiments" / name, tmp_path)
+    families = [family.experiment(0) for family in experiment.families]
+    for cfg in (experiment.nas, experiment.retrain, *families):
         _check_trainable(cfg)
     assert experiment.nas["train"]["pretrained_backbone"] == "efficientnet-lite0"
-    assert experiment.cnn["train"]["pretrained_backbone"] is None
+    assert all(cfg["train"]["pretrained_backbone"] is None for cfg in families)  # every dense family from scratch
+    if experiment.compress is not None:
+        assert experiment.compress.experiment(0)["model"]["family"] == experiment.compress.teacher
