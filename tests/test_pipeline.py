@@ -5,6 +5,7 @@ import sys
 
 import yaml
 from conftest import ROOT
+from test_compare import micro_compare
 
 MICRO_SEARCH = {"population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
                 "calibration_batch": 4, "val_sequences": 1, "finalists": 2, "budgets": {"latency": "1s"},
@@ -15,9 +16,14 @@ def test_main_job_runs_end_to_end_and_skips_finished_stages(micro_config, tmp_pa
     config = tmp_path / "micro_search.yaml"
     config.write_text(yaml.safe_dump({"extends": str(micro_config), "space": str(ROOT / "search_spaces" / "lighttrack_tiny.yaml"),
                                       "search": MICRO_SEARCH}))
+    comparison = micro_compare(micro_config)
+    comparison["compare"]["nas"]["budgets"] = ["3.5M"]
+    comparison["compare"]["prune"]["extreme_budgets"] = []
+    compare_config = tmp_path / "micro_compare.yaml"
+    compare_config.write_text(yaml.safe_dump(comparison))
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "tools" / "demo.py"), "--config", str(config), "--out", str(out),
-           "--calibration-images", "8", "--no-progress"]
+           "--calibration-images", "8", "--no-progress", "--compare", str(compare_config)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -33,6 +39,10 @@ def test_main_job_runs_end_to_end_and_skips_finished_stages(micro_config, tmp_pa
     assert found["evaluations"] == 8 and found["budgets"]["latency"] == 1.0
     assert found["best"]["latency_ms"] is not None and 0.0 <= found["best"]["ao"] <= 1.0
     assert (out / "search" / "pareto.png").exists() and (out / "search" / "latency_lut.json").exists()
+    # the comparison ran last, on the supernet trained here (no supernet of its own)
+    assert summary["compare"]["trackers"] >= 2 and summary["compare"]["missing"] == 0
+    assert list(summary["compare"]["verdicts"]) == ["3.5M"] and "compare 3.5M:" in first.stdout
+    assert (out / "compare" / "report.md").exists() and not (out / "compare" / "supernet").exists()
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
     again = json.loads((out / "summary.json").read_text())
