@@ -165,7 +165,7 @@ def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch
     import lighttrack_nas.train.trainer as trainer_module
 
     trainer = SupernetTrainer(load_experiment(micro_config), tmp_path, progress=False)
-    monkeypatch.setattr(trainer_module, "tracking_loss",
+    monkeypatch.setattr(trainer_module, "model_loss",
                         lambda *a, **k: {"loss": torch.tensor(float("nan")), "cls": torch.tensor(0.0),
                                          "reg": torch.tensor(0.0)})
     with pytest.raises(TrainingError, match="loss became nan at iteration 0"):

@@ -458,7 +458,7 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
             continue
         lines.append(f"| {e['budget']} | {e['name']} | {e['nas_macs'] / 1e6:.2f} | {e['cnn_macs'] / 1e6:.2f} | "
                      f"{e['worst_macs_diff']:+.1%} | {_ms(e['nas_ao'])} | {_ms(e['cnn_ao'])} | {_ms(e['margin'], '+')} | "
-                     f"{e['verdict'].split(' (')[0]} |")
+                     f"{e['verdict'].split(' (AO margin')[0]} |")
     lines += ["", "Verdicts:", ""] + [f"- **{e['budget']}** vs {e['name']}: {e['verdict']}" for e in table]
     cnn = [e for e in table if e["family"] == "cnn"]
     compared = [e for e in cnn if e.get("matched")]
