@@ -18,15 +18,9 @@ from lighttrack_nas.models import build_model, load_tracking_model, read_checkpo
 from lighttrack_nas.models.transformer import Attention, Mlp
 from lighttrack_nas.train.trainer import load_experiment
 
+from test_transformer import MICRO_HYBRID, MICRO_VIT
+
 ROOT = Path(__file__).resolve().parents[1]
-MICRO_VIT = {"family": "vit", "template_size": 32, "search_size": 64, "patch": 16, "embed_dim": 16, "depth": 2,
-             "heads": 2, "mlp_ratio": 2, "cls_tower": [8], "reg_tower": [8]}
-MICRO_HYBRID = {"family": "hybrid", "template_size": 32, "search_size": 64, "embed_dim": 16, "encoder_depth": 1,
-                "decoder_depth": 1, "heads": 2, "mlp_ratio": 2,
-                "widths": {"stem": 8, "stages": [{"stride": 2, "out": 8, "blocks": [[8]]},
-                                                 {"stride": 2, "out": 16, "blocks": [[16]]},
-                                                 {"stride": 2, "out": 16, "blocks": [[16]]}],
-                           "cls_tower": [8], "reg_tower": [8]}}
 SPECS = {"vit": MICRO_VIT, "hybrid": MICRO_HYBRID}
 
 

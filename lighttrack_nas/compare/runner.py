@@ -259,8 +259,7 @@ def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, ev
     dense_dir = out / family.name / tag / "dense"
     stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
                lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
-    phase = _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
-                          f"every {family.name} tracker of seed {seed}")
+    phase = dense_phase(family, seed)
     stages.run(f"{tag}/eval/{family.name}_dense", (dense_dir / TEST_FILE).exists(), evaluate,
                dense_dir / "checkpoint.pt", dense_dir,
                {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
@@ -328,8 +327,7 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
     the plan: full students and the ablation)."""
     plan, tag = exp.compress, f"seed{seed}"
     teacher = out / plan.teacher / tag / "dense" / "checkpoint.pt"
-    teacher_phase = _phase_budget("dense", *_iterations(exp.family(plan.teacher).experiment(seed)),
-                                  f"every {plan.teacher} tracker of seed {seed}")
+    teacher_phase = dense_phase(exp.family(plan.teacher), seed)
     for label, layers, switches in plan.variants:
         cfg = plan.experiment(seed)
         cfg["compress"] = {**(cfg.get("compress") or {}), **switches}
@@ -347,8 +345,11 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
                    folder / "checkpoint.pt", folder, row)
 
 
-def _iterations(cfg: dict[str, Any]) -> tuple[int, int]:
-    return cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg)
+def dense_phase(family: PrunedFamily, seed: int) -> dict[str, Any]:
+    """The training phase of ``family``'s dense tracker of ``seed``, shared by every tracker made from it."""
+    cfg = family.experiment(seed)
+    return _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
+                         f"every {family.name} tracker of seed {seed}")
 
 
 def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,

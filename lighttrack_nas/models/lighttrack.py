@@ -87,8 +87,11 @@ class Predictor(nn.Module):
         return out
 
 
-class TrackingNet(nn.Module):
-    """Shared forward logic; subclasses provide the parts of the current path."""
+class CachedTemplate(nn.Module):
+    """The tracking interface of every family: ``template(z)`` caches ``template_features(z)`` once
+    per sequence, ``track(x)`` runs ``head`` on it per frame, ``forward(z, x)`` both; subclasses
+    provide ``template_features`` and ``head``. ``backbone_parameters`` are the parameters whose
+    names start with ``backbone_prefixes`` (trained with the backbone learning-rate multiplier)."""
 
     template_size: int
     search_size: int
@@ -97,6 +100,29 @@ class TrackingNet(nn.Module):
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the feature extractor (trained with the backbone learning-rate multiplier)."""
         return (p for n, p in self.named_parameters() if n.startswith(self.backbone_prefixes))
+
+    def template_features(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def template(self, z: torch.Tensor) -> None:
+        """Compute and cache template features (once per sequence)."""
+        self._zf = self.template_features(z)
+
+    def track(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classification logits (B,1,H,W) and l,t,r,b distances (B,4,H,W) for a search crop."""
+        if getattr(self, "_zf", None) is None:
+            raise RuntimeError("call template(z) before track(x)")
+        return self.head(self._zf, x)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.template_features(z), x)
+
+
+class TrackingNet(CachedTemplate):
+    """Shared forward logic of the Siamese families; subclasses provide the parts of the current path."""
 
     def _parts(self) -> tuple[nn.Module, PositionNorm, nn.Module, nn.Module, nn.Module, int]:
         """(backbone, position norm, neck, cls tower, reg tower, stride) of the current path."""
@@ -127,19 +153,6 @@ class TrackingNet(nn.Module):
     def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame branch: search features, correlation with ``zf``, both towers."""
         return self.predict(self.correlate(zf, x))
-
-    def template(self, z: torch.Tensor) -> None:
-        """Compute and cache template features (once per sequence)."""
-        self._zf = self.template_features(z)
-
-    def track(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classification logits (B,1,H,W) and l,t,r,b distances (B,4,H,W) for a search crop."""
-        if getattr(self, "_zf", None) is None:
-            raise RuntimeError("call template(z) before track(x)")
-        return self.head(self._zf, x)
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.template_features(z), x)
 
 
 @register_model("lighttrack")

@@ -87,12 +87,7 @@ class SiameseCNN(TrackingNet):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "SiameseCNN":
         """Build from a ``model:`` section or a checkpoint's ``model_spec`` (see :meth:`spec`)."""
-        unknown = set(spec) - SPEC_KEYS
-        if unknown:
-            raise ValueError(f"model: unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
-        missing = {"template_size", "search_size", "widths"} - set(spec)
-        if missing:
-            raise ValueError(f"model: missing key(s) {sorted(missing)}")
+        check_spec(spec, SPEC_KEYS, {"template_size", "search_size", "widths"})
         return cls(**{k: v for k, v in spec.items() if k != "family"})
 
     def spec(self) -> dict[str, Any]:
@@ -144,6 +139,15 @@ def tower(in_channels: int, widths: Sequence[int], kind: str, scale: float) -> n
         layers.append(conv_bn(channels, width, 3, act=nn.ReLU))
         channels = width
     return nn.Sequential(*layers, Predictor(channels, kind, scale))
+
+
+def check_spec(spec: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
+    """Reject a ``model:`` section with keys outside ``allowed`` or without every ``required`` one."""
+    unknown, missing = set(spec) - allowed, required - set(spec)
+    if unknown:
+        raise ValueError(f"model: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if missing:
+        raise ValueError(f"model: missing key(s) {sorted(missing)}")
 
 
 def check_widths(widths: Mapping[str, Any], keys: frozenset[str] | set[str] = WIDTH_KEYS) -> dict[str, Any]:

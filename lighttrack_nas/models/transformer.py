@@ -34,15 +34,16 @@ the spec creates them all (ones), :mod:`lighttrack_nas.compress.vit_prune` folds
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lighttrack import CachedTemplate
 from .registry import register_model
-from .siamese_cnn import check_tower, check_widths, resnet_backbone, resnet_widths, tower
+from .siamese_cnn import check_spec, check_tower, check_widths, resnet_backbone, resnet_widths, tower
 
 LAYER_KEYS = {"head_dims", "mlp", "scale"}
 
@@ -161,11 +162,8 @@ def _bad_int(value: Any) -> bool:
 
 
 def _check_spec(spec: Mapping[str, Any], allowed: set[str], required: set[str]) -> None:
-    unknown, missing = set(spec) - allowed, required - set(spec)
-    if unknown:
-        raise ValueError(f"model: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    if missing:
-        raise ValueError(f"model: missing key(s) {sorted(missing)}")
+    """:func:`check_spec`, and ``gates`` (when given) is a boolean."""
+    check_spec(spec, allowed, required)
     if not isinstance(spec.get("gates", False), bool):
         raise ValueError(f"model.gates: expected true or false, got {spec['gates']!r}")
 
@@ -175,15 +173,13 @@ def _grid(tokens: torch.Tensor, side: int) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
 
 
-class TransformerTracker(nn.Module):
-    """Shared tracking interface of the transformer families: ``template_features(z)`` (cached per
-    sequence), ``head(zf, x)`` (per frame), ``template``/``track``/``forward``; geometry attributes
-    ``template_size``, ``search_size``, ``stride``, ``score_size``; OSTrack's loss."""
+class TransformerTracker(CachedTemplate):
+    """The transformer families' tracking interface (:class:`CachedTemplate`: ``template_features(z)``
+    cached per sequence, ``head(zf, x)`` per frame); geometry attributes ``template_size``,
+    ``search_size``, ``stride``, ``score_size``; OSTrack's loss."""
 
     loss = "ostrack"
     backbone_prefixes: tuple[str, ...] = ()
-    template_size: int
-    search_size: int
     stride: int
     embed_dim: int
 
@@ -194,29 +190,6 @@ class TransformerTracker(nn.Module):
     @property
     def score_size(self) -> int:
         return self.search_size // self.stride
-
-    def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the feature extractor (trained with the backbone learning-rate multiplier)."""
-        return (p for n, p in self.named_parameters() if n.startswith(self.backbone_prefixes))
-
-    def template_features(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def head(self, zf: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def template(self, z: torch.Tensor) -> None:
-        """Compute and cache the template's part (once per sequence)."""
-        self._zf = self.template_features(z)
-
-    def track(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classification logits (B,1,H,W) and l,t,r,b distances (B,4,H,W) for a search crop."""
-        if getattr(self, "_zf", None) is None:
-            raise RuntimeError("call template(z) before track(x)")
-        return self.head(self._zf, x)
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(self.template_features(z), x)
 
     def predict(self, search_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both towers on the search tokens (B, H*W, D) laid out as the score map."""
@@ -281,7 +254,7 @@ class ViTTracker(TransformerTracker):
     def from_spec(cls, spec: Mapping[str, Any]) -> "ViTTracker":
         """Build from a ``model:`` section or a checkpoint's ``model_spec`` (see :meth:`spec`)."""
         _check_spec(spec, cls.SPEC_KEYS, {"template_size", "search_size", "patch", "embed_dim", "cls_tower",
-                                          "reg_tower"})
+                                           "reg_tower"})
         model = cls(spec["template_size"], spec["search_size"], spec["patch"], spec["embed_dim"],
                     layer_specs(spec, "layers", "model"), check_tower(spec["cls_tower"], "model.cls_tower"),
                     check_tower(spec["reg_tower"], "model.reg_tower"),
