@@ -208,3 +208,37 @@ def test_shared_tower_widths(tiny_space):
     assert torch.equal(layer.pointwise.weight, shared.pointwise.weight[:32, :32])
     assert torch.equal(layer.bn.running_mean, shared.bn.running_mean[:32])
     assert sum(p is shared.pointwise.weight for p in path_parameters(net)) == 1
+
+
+def test_towers_per_stride(tiny_space):
+    """``head_per_stride``: stride-8 and stride-16 output positions train separate towers; the
+    space, extraction and the cost table are unchanged."""
+    from lighttrack_nas.cost import CostTable, count_tracking_model
+    from lighttrack_nas.space import SearchSpace
+
+    spec = tiny_space.to_dict()
+    spec["settings"].update(head_per_stride=True)
+    space = SearchSpace.from_dict(spec)
+    torch.manual_seed(0)
+    net = build_supernet(space).eval()
+    assert sorted(net.tower_sets) == ["16", "8"]
+    by_stride = {}
+    for value, position in net.positions.items():
+        net.set_arch({**space.sample(0), "out": value})
+        by_stride.setdefault(position.stride, net.towers)
+        assert net.towers is by_stride[position.stride]
+    assert by_stride[8] is not by_stride[16]
+    table = CostTable(net)
+    z, x = _inputs(net)
+    for out in ("s2b1", "s4b2"):
+        arch = space.validate({**space.sample(3), "out": out})
+        net.set_arch(arch)
+        with torch.no_grad():
+            expected = net(z, x)
+            sub = net.extract(arch).eval()
+            got = sub(z, x)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+        tower = by_stride[net.stride]["cls"].chosen()[0].chosen()
+        assert torch.equal(sub.cls_tower[0].pointwise.weight, tower.pointwise.weight)
+        cost = count_tracking_model(sub)
+        assert (table.macs(arch), table.params(arch)) == (cost.macs, cost.params)

@@ -99,6 +99,31 @@ def test_off_path_parameters_get_no_update(micro_config, tmp_path):
     assert not ids_with_state - on_path  # no momentum buffers off the path
 
 
+def test_channels_last_trains_to_the_same_weights(micro_config, tmp_path):
+    """The memory layout is a speed setting only: both layouts reach the same weights."""
+    states = {}
+    for channels_last in (False, True):
+        cfg = load_experiment(micro_config, {"train": {"channels_last": channels_last, "freeze_backbone_epochs": 0}})
+        trainer = SupernetTrainer(cfg, tmp_path / str(channels_last), max_iters=4, progress=False)
+        conv = trainer.model.stem[0][0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        trainer.train()
+        states[channels_last] = trainer.model.state_dict()
+    for name, value in states[False].items():
+        assert torch.allclose(value.float(), states[True][name].float(), atol=1e-5), name
+
+
+def test_bench_train_step_times_both_layouts(micro_config, tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "tools/bench_train_step.py", "--config", str(micro_config), "--iters", "2",
+                          "--warmup", "1", "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["contiguous"]["s_per_iter"] > 0 and report["channels_last"]["s_per_iter"] > 0
+    assert report["speedup"] == pytest.approx(report["contiguous"]["s_per_iter"] / report["channels_last"]["s_per_iter"])
+    assert "channels-last speed-up" in run.stdout
+
+
 def test_head_paths_average_the_losses_of_several_head_configurations(micro_config, tmp_path):
     from lighttrack_nas.train import tracking_loss
 

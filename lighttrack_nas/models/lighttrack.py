@@ -193,9 +193,21 @@ class LightTrackSupernet(TrackingNet):
         self.necks = nn.ModuleDict({
             str(st): CorrelationNeck((self.template_size // st) ** 2, neck_ch, int(s.get("channel_attention_reduction", 1)))
             for st in sorted({p.stride for p in positions.values()})})
+        # one set of towers for all output positions, or one per feature stride (8x8 and 16x16 maps
+        # then train separate weights; the space and every subnet are unchanged)
+        strides = sorted({p.stride for p in positions.values()})
+        keys = [str(st) for st in strides] if s.get("head_per_stride") else ["all"]
+        self.tower_sets = nn.ModuleDict({key: self._towers(space, neck_ch, hmult) for key in keys})
+        self.register_load_state_dict_pre_hook(_rename_shared_towers)
+        self.set_arch(space.sample(0))
+
+    @staticmethod
+    def _towers(space: SearchSpace, neck_ch: int, hmult: float) -> nn.ModuleDict:
+        """The classification and regression towers (each a width choice over chains of op choices)."""
+        s = space.settings
         scales = {"cls": float(s.get("cls_scale", 0.1)), "reg": float(s.get("reg_scale", 16))}
         share = list(s.get("head_share_kernels", []))  # op types whose kernel variants share tower weights
-        self.towers = nn.ModuleDict()
+        towers = nn.ModuleDict()
         for kind in ("cls", "reg"):
             tower_choices = [c for c in space.choices if c.group == kind]
 
@@ -211,13 +223,20 @@ class LightTrackSupernet(TrackingNet):
                 candidates = {v: WidthSlice(shared, width) for v, width in widths.items()}
             else:
                 candidates = {v: tower(width) for v, width in widths.items()}
-            self.towers[kind] = LayerChoice(f"{kind}_w", candidates)
+            towers[kind] = LayerChoice(f"{kind}_w", candidates)
+        return towers
+
+    @property
+    def towers(self) -> nn.ModuleDict:
+        """The ``cls`` / ``reg`` towers the current output position feeds."""
+        key = str(self.position.stride)
+        return self.tower_sets[key if key in self.tower_sets else "all"]
         self.set_arch(space.sample(0))
 
     @property
     def head_labels(self) -> set[str]:
         """Labels of the choices inside the head towers (widths and tower ops)."""
-        return {m.label for m in self.towers.modules() if isinstance(m, LayerChoice)}
+        return {m.label for m in self.tower_sets.modules() if isinstance(m, LayerChoice)}
 
     def set_arch(self, arch: Architecture | Mapping[str, Any]) -> None:
         """Select the single path of ``arch`` for the following forward passes."""
@@ -271,6 +290,12 @@ class _RunLayers(nn.Module):
         for m in self.parts:
             x = m(x)
         return x
+
+
+def _rename_shared_towers(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints written before towers per stride existed keep their one tower set under ``towers.``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "towers.")]:
+        state_dict[prefix + "tower_sets.all." + key[len(prefix + "towers."):]] = state_dict.pop(key)
 
 
 def _drop_skips(seq: nn.Sequential) -> nn.Sequential:
