@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Time supernet training iterations side by side: contiguous (NCHW) vs channels-last tensors.
+"""Time training iterations side by side: contiguous (NCHW) vs channels-last tensors.
 
   python tools/bench_train_step.py --config experiments/supernet_tiny.yaml --iters 20 --threads 1
+  python tools/bench_train_step.py --config experiments/cnn_tiny.yaml      # any family with a model: section
 
-Builds the config's supernet trainer twice in one process (same seed, same sampled paths), feeds
-both the same batch of training pairs (data loading excluded) and times full iterations (sampled
-path forward, loss, backward, optimiser step). Prints median seconds per iteration, samples/s and
+Builds the config's trainer twice in one process (the supernet's, or the baseline family's when the
+config has a model: section; same seed, same sampled paths), feeds both the same batch of training
+pairs (data loading excluded) and times full iterations (forward on the sampled path, loss,
+backward, optimiser step). Prints median seconds per iteration, samples/s and
 the speed-up of channels-last, and writes them as JSON with --json.
 """
 from __future__ import annotations
@@ -21,11 +23,12 @@ import torch
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.train import SupernetTrainer, load_experiment
+from lighttrack_nas.train.baseline import BaselineTrainer
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="supernet experiment YAML")
+    p.add_argument("--config", required=True, help="experiment YAML (a supernet's, or a family's with a model: section)")
     p.add_argument("--iters", type=int, default=20, help="timed iterations per memory format (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
@@ -34,10 +37,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def time_iterations(cfg: dict, channels_last: bool, iters: int, warmup: int) -> list[float]:
-    """Seconds per training iteration of the config's supernet on one fixed batch."""
+    """Seconds per training iteration of the config's network on one fixed batch."""
     cfg = {**cfg, "train": {**cfg["train"], "channels_last": channels_last}, "data": {**cfg["data"], "workers": 0}}
     with tempfile.TemporaryDirectory() as out:
-        trainer = SupernetTrainer(cfg, out, progress=False)
+        trainer = (BaselineTrainer if "model" in cfg else SupernetTrainer)(cfg, out, progress=False)
         items = [trainer.dataset[i] for i in range(cfg["train"]["batch_size"])]
         fmt = trainer.memory_format
         batch = {k: torch.stack([item[k] for item in items]) for k in ("template", "search", "search_box")}
