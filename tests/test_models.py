@@ -172,6 +172,21 @@ def test_shared_tower_kernels(tiny_space):
     assert sum(p is k5.shared.depthwise.weight for p in on_path) == 1
 
 
+def _extract_checked(net, table, arch, z, x):
+    """The extracted subnet of ``arch``, checked equal to the supernet's path and costed exactly by ``table``."""
+    from lighttrack_nas.cost import count_tracking_model
+
+    net.set_arch(arch)
+    with torch.no_grad():
+        expected = net(z, x)
+        sub = net.extract(arch).eval()
+        got = sub(z, x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+    cost = count_tracking_model(sub)
+    assert (table.macs(arch), table.params(arch)) == (cost.macs, cost.params)
+    return sub
+
+
 def test_shared_tower_widths(tiny_space):
     """OFA's elastic width: one tower per kind at the largest width; narrower widths run its first
     channels, and extracted subnets hold copies of exactly those slices."""
@@ -194,14 +209,7 @@ def test_shared_tower_widths(tiny_space):
     table = CostTable(net)
     for seed in (4, 5):
         arch = space.validate({**space.sample(seed), "cls_w": 128, "reg_w": 192, "cls.1": "k3"})
-        net.set_arch(arch)
-        with torch.no_grad():
-            expected = net(z, x)
-            sub = net.extract(arch).eval()
-            got = sub(z, x)
-        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
-        cost = count_tracking_model(sub)
-        assert (table.macs(arch), table.params(arch)) == (cost.macs, cost.params)
+        sub = _extract_checked(net, table, arch, z, x)
     shared = candidates["256"].shared[1].candidates["k5"].shared
     layer = sub.cls_tower[1]
     assert layer.pointwise.weight.shape[:2] == (32, 32) and shared.pointwise.weight.shape[:2] == (64, 64)
@@ -213,7 +221,7 @@ def test_shared_tower_widths(tiny_space):
 def test_towers_per_stride(tiny_space):
     """``head_per_stride``: stride-8 and stride-16 output positions train separate towers; the
     space, extraction and the cost table are unchanged."""
-    from lighttrack_nas.cost import CostTable, count_tracking_model
+    from lighttrack_nas.cost import CostTable
     from lighttrack_nas.space import SearchSpace
 
     spec = tiny_space.to_dict()
@@ -231,14 +239,6 @@ def test_towers_per_stride(tiny_space):
     table = CostTable(net)
     z, x = _inputs(net)
     for out in ("s2b1", "s4b2"):
-        arch = space.validate({**space.sample(3), "out": out})
-        net.set_arch(arch)
-        with torch.no_grad():
-            expected = net(z, x)
-            sub = net.extract(arch).eval()
-            got = sub(z, x)
-        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(expected, got))
+        sub = _extract_checked(net, table, space.validate({**space.sample(3), "out": out}), z, x)
         tower = by_stride[net.stride]["cls"].chosen()[0].chosen()
         assert torch.equal(sub.cls_tower[0].pointwise.weight, tower.pointwise.weight)
-        cost = count_tracking_model(sub)
-        assert (table.macs(arch), table.params(arch)) == (cost.macs, cost.params)

@@ -6,8 +6,8 @@
 
 Builds the config's trainer twice in one process (the supernet's, or the baseline family's when the
 config has a model: section; same seed, same sampled paths), feeds both the same batch of training
-pairs (data loading excluded) and times full iterations (forward on the sampled path, loss,
-backward, optimiser step). Prints median seconds per iteration, samples/s and
+pairs (data loading excluded) and times the trainer's own iterations (`Trainer.iterate`: sampled
+path, batch layout, forward, loss, backward, optimiser step). Prints median seconds per iteration, samples/s and
 the speed-up of channels-last, and writes them as JSON with --json.
 """
 from __future__ import annotations
@@ -42,17 +42,12 @@ def time_iterations(cfg: dict, channels_last: bool, iters: int, warmup: int) -> 
     with tempfile.TemporaryDirectory() as out:
         trainer = (BaselineTrainer if "model" in cfg else SupernetTrainer)(cfg, out, progress=False)
         items = [trainer.dataset[i] for i in range(cfg["train"]["batch_size"])]
-        fmt = trainer.memory_format
         batch = {k: torch.stack([item[k] for item in items]) for k in ("template", "search", "search_box")}
-        batch = {k: v.contiguous(memory_format=fmt) if v.ndim == 4 else v for k, v in batch.items()}
         trainer.model.train()
         times = []
-        for it in range(warmup + iters):
-            trainer.next_path()
-            trainer._set_lr(it)
+        for _ in range(warmup + iters):
             start = time.perf_counter()
-            trainer.losses(batch)["loss"].backward()
-            trainer._step(it)
+            trainer.iterate(batch)
             times.append(time.perf_counter() - start)
     return times[warmup:]
 

@@ -190,12 +190,12 @@ class LightTrackSupernet(TrackingNet):
         self.positions = positions
         self.position_norms = nn.ModuleDict({v: PositionNorm(p.channels) for v, p in positions.items()})
         neck_ch = int(s["neck_channels"])
+        strides = sorted({p.stride for p in positions.values()})
         self.necks = nn.ModuleDict({
             str(st): CorrelationNeck((self.template_size // st) ** 2, neck_ch, int(s.get("channel_attention_reduction", 1)))
-            for st in sorted({p.stride for p in positions.values()})})
+            for st in strides})
         # one set of towers for all output positions, or one per feature stride (8x8 and 16x16 maps
         # then train separate weights; the space and every subnet are unchanged)
-        strides = sorted({p.stride for p in positions.values()})
         keys = [str(st) for st in strides] if s.get("head_per_stride") else ["all"]
         self.tower_sets = nn.ModuleDict({key: self._towers(space, neck_ch, hmult) for key in keys})
         self.register_load_state_dict_pre_hook(_rename_shared_towers)
