@@ -4,6 +4,7 @@ import pytest
 
 from conftest import ROOT
 from lighttrack_nas.compare.settings import prepare
+from lighttrack_nas.config import deep_merge
 from lighttrack_nas.models import build_model, build_supernet
 from lighttrack_nas.models.pretrained import init_backbone
 from lighttrack_nas.train import experiment_space, load_experiment
@@ -34,3 +35,17 @@ def test_compare_families_initialise(name, tmp_path):
     assert all(cfg["train"]["pretrained_backbone"] is None for cfg in families)  # every dense family from scratch
     if experiment.compress is not None:
         assert experiment.compress.experiment(0)["model"]["family"] == experiment.compress.teacher
+
+
+def test_compare_tiny_gives_nas_and_pruned_cnn_equal_training_budgets(tmp_path):
+    """Issue 6's rule: the shared phases (supernet vs dense CNN + sparsity training) and each tracker's own
+    training (NAS retraining vs pruned fine-tuning) see the same number of samples."""
+    experiment = prepare(ROOT / "experiments" / "compare_tiny.yaml", tmp_path)
+    samples = lambda train: train["epochs"] * train["iters_per_epoch"] * train["batch_size"]  # noqa: E731
+    cnn = experiment.family("cnn")
+    dense = cnn.experiment(0)["train"]
+    prune = cnn.prune[cnn.criteria[0]]
+    assert cnn.criteria == ("slimming",)
+    shared_cnn = samples(dense) + samples(deep_merge(dense, prune.sparsity_train))
+    assert samples(experiment.nas["train"]) == shared_cnn
+    assert samples(experiment.retrain["train"]) == samples(deep_merge(dense, prune.finetune_train))

@@ -155,9 +155,11 @@ def test_head_paths_average_the_losses_of_several_head_configurations(micro_conf
 def test_head_teacher_trains_the_largest_head_and_distils_into_the_sampled_one(micro_config, tmp_path):
     import torch.nn.functional as F
 
+    from lighttrack_nas.data.targets import build_targets
     from lighttrack_nas.train import tracking_loss
+    from lighttrack_nas.train.loss import iou_loss
 
-    cfg = load_experiment(micro_config, {"sampling": {"head_teacher": True, "distill": 0.5}})
+    cfg = load_experiment(micro_config, {"sampling": {"head_teacher": True, "distill": 0.5, "distill_reg": 0.3}})
     trainer = SupernetTrainer(cfg, tmp_path, progress=False)
     m, teacher_head = trainer.model, trainer.teacher_head
     assert teacher_head["cls_w"] == 256 and teacher_head["reg_w"] == 256
@@ -174,16 +176,22 @@ def test_head_teacher_trains_the_largest_head_and_distils_into_the_sampled_one(m
     for a in (arch, m.space.validate({**arch, **teacher_head})):
         m.set_arch(a)
         cls, reg = m(batch["template"], batch["search"])
-        outputs.append(cls)
+        outputs.append((cls, reg))
         parts.append(tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride,
                                    cfg["train"]["label_radius_px"], cfg["train"]["reg_loss_weight"])["loss"])
-    distill = F.binary_cross_entropy_with_logits(outputs[0], torch.sigmoid(outputs[1]))
+    (cls, reg), (teacher_cls, teacher_reg) = outputs
+    distill = F.binary_cross_entropy_with_logits(cls, torch.sigmoid(teacher_cls))
+    inside = build_targets(batch["search_box"], m.search_size, reg.shape[-1], m.stride)[2]
+    assert inside.sum() > 0
+    distill_reg = iou_loss(reg, teacher_reg, inside)   # the teacher's boxes at every cell inside the target
     assert torch.allclose(got["distill"], distill, atol=1e-5)
-    assert torch.allclose(got["loss"], (parts[0] + parts[1]) / 2 + 0.5 * distill, atol=1e-5)
+    assert torch.allclose(got["distill_reg"], distill_reg, atol=1e-5)
+    assert torch.allclose(got["loss"], (parts[0] + parts[1]) / 2 + 0.5 * distill + 0.3 * distill_reg, atol=1e-5)
     got["loss"].backward()   # the teacher's tower learns from every path
     assert m.towers["cls"].candidates["256"][-1].conv.weight.grad is not None
-    with pytest.raises(Exception, match="head_teacher"):
-        load_experiment(micro_config, {"sampling": {"distill": 1.0}})
+    for key in ("distill", "distill_reg"):
+        with pytest.raises(Exception, match="head_teacher"):
+            load_experiment(micro_config, {"sampling": {key: 1.0}})
 
 
 def test_nan_loss_stops_naming_the_iteration(micro_config, tmp_path, monkeypatch):

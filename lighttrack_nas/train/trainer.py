@@ -30,11 +30,12 @@ from tqdm import tqdm
 
 from ..config import ConfigError, check_keys, deep_merge, load_yaml
 from ..data.pairs import PairDataset
+from ..data.targets import build_targets
 from ..cost import CostTable
 from ..models.build import build_supernet, read_checkpoint
 from ..models.pretrained import init_backbone
 from ..space.space import Architecture, SearchSpace, largest_architecture
-from .loss import model_loss, tracking_loss
+from .loss import iou_loss, model_loss, tracking_loss
 from .sampling import PathSampler, learning_rate
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,11 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
-    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp", "head_teacher", "distill"},
-               f"{path}: sampling")
-    if cfg["sampling"].get("distill") and not cfg["sampling"].get("head_teacher"):
-        raise ConfigError(f"{path}: sampling.distill needs sampling.head_teacher: true (the head it distils from)")
+    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp", "head_teacher", "distill",
+                                 "distill_reg"}, f"{path}: sampling")
+    for key in ("distill", "distill_reg"):
+        if cfg["sampling"].get(key) and not cfg["sampling"].get("head_teacher"):
+            raise ConfigError(f"{path}: sampling.{key} needs sampling.head_teacher: true (the head it distils from)")
     check_keys(cfg["sampling"].get("ramp") or {}, {"values", "iterations"}, f"{path}: sampling.ramp")
     head_paths = cfg["sampling"].get("head_paths", 1)
     if isinstance(head_paths, bool) or not isinstance(head_paths, int) or head_paths < 1:
@@ -310,7 +312,9 @@ class SupernetTrainer(Trainer):
                                    ramp.get("values", ()), int(ramp.get("iterations", 0)))
         self.head_paths = int(self.cfg["sampling"].get("head_paths", 1))
         supernet = self.pretrained(build_supernet(self.space))
-        self.teacher_head, self.distill = None, float(self.cfg["sampling"].get("distill", 0.0))
+        self.teacher_head = None
+        self.distill = float(self.cfg["sampling"].get("distill", 0.0))
+        self.distill_reg = float(self.cfg["sampling"].get("distill_reg", 0.0))
         if self.cfg["sampling"].get("head_teacher"):
             largest = largest_architecture(self.space, CostTable(supernet).macs)
             self.teacher_head = {label: largest[label] for label in supernet.head_labels}
@@ -328,21 +332,27 @@ class SupernetTrainer(Trainer):
         features = m.correlate(m.template_features(batch["template"]), batch["search"])
         heads = [self.arch] + [self.sampler.resample(self.arch, m.head_labels) for _ in range(self.head_paths - 1)]
 
-        def head_loss(arch: Architecture) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        def head_loss(arch: Architecture) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
             m.set_arch(arch)
             cls, reg = m.predict(features)
             return tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride, tc["label_radius_px"],
-                                 tc["reg_loss_weight"]), cls
+                                 tc["reg_loss_weight"]), (cls, reg)
 
         parts, maps = zip(*(head_loss(arch) for arch in heads))
         if self.teacher_head is None:
             return {k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}
-        teacher, teacher_cls = head_loss(self.space.validate({**self.arch, **self.teacher_head}))
+        teacher, (teacher_cls, teacher_reg) = head_loss(self.space.validate({**self.arch, **self.teacher_head}))
         target = torch.sigmoid(teacher_cls.detach())
-        distill = torch.stack([F.binary_cross_entropy_with_logits(c, target) for c in maps]).mean()
+        distill = torch.stack([F.binary_cross_entropy_with_logits(cls, target) for cls, _ in maps]).mean()
         out = {k: torch.stack([p[k] for p in (*parts, teacher)]).mean() for k in teacher}
         out["loss"] = out["loss"] + self.distill * distill
         out["distill"] = distill
+        if self.distill_reg:
+            # the teacher's boxes at every cell inside the target box: denser than the label's positive cells
+            inside = build_targets(batch["search_box"], m.search_size, teacher_reg.shape[-1], m.stride)[2]
+            box_distill = torch.stack([iou_loss(reg, teacher_reg.detach(), inside) for _, reg in maps]).mean()
+            out["loss"] = out["loss"] + self.distill_reg * box_distill
+            out["distill_reg"] = box_distill
         return out
 
     def extra_state(self) -> dict[str, Any]:
