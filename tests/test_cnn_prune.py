@@ -164,6 +164,8 @@ def test_prune_tool_end_to_end_and_resume(cnn_config, dense_checkpoint, tmp_path
     assert report["dense"]["latency_ms"] > 0 and report["pruned"]["latency_ms"] > 0
     data = read_checkpoint(out / "checkpoint.pt")
     assert data["kind"] == "cnn" and data["model_spec"]["widths"] == report["pruned"]["widths"]
+    # pruned odd channel counts abort oneDNN's channels-last convolution backward (torch 2.13 CPU)
+    assert data["config"]["train"]["channels_last"] is False
     model = load_tracking_model(out / "checkpoint.pt", None)
     assert measure(model)["macs"] == report["pruned"]["macs"]
     assert [t.shape for t in _outputs(model)] == [(2, 1, 4, 4), (2, 4, 4, 4)]
