@@ -14,7 +14,7 @@ from lighttrack_nas.deploy import inference_model
 from lighttrack_nas.models import SiameseCNN, build_model, build_supernet, load_tracking_model, read_checkpoint
 from lighttrack_nas.tracker import Tracker
 from lighttrack_nas.train.baseline import BaselineTrainer
-from lighttrack_nas.train.trainer import experiment_space, load_experiment
+from lighttrack_nas.train.trainer import experiment_space, load_experiment, training_memory_format
 
 ROOT = Path(__file__).resolve().parents[1]
 MICRO_CNN = {"family": "cnn", "template_size": 32, "search_size": 64, "cls_scale": 1.0, "reg_scale": 8,
@@ -114,6 +114,17 @@ def test_pruning_meets_the_budget_and_reloads_from_its_widths(budget):
         assert torch.equal(a, b)
 
 
+def test_pruned_networks_train_in_contiguous_layout(micro_config):
+    # odd pruned channel counts abort oneDNN's channels-last convolution backward (torch 2.13 CPU)
+    model = _model()
+    assert training_memory_format(model, True) == torch.channels_last
+    assert training_memory_format(model, False) == torch.contiguous_format
+    prune_to_budget(model, 0.3, "macs", "magnitude", MinWidths(1), progress=False)
+    assert training_memory_format(model, True) == torch.contiguous_format
+    space = experiment_space(load_experiment(micro_config))
+    assert training_memory_format(build_supernet(space), True) == torch.channels_last  # its 1x1 neck conv takes 4 or 16 correlation channels
+
+
 def test_params_budget_and_slimming_criterion():
     model = _model()
     result = prune_to_budget(model, 0.3, "params", "slimming", MinWidths(1), progress=False)
@@ -164,8 +175,6 @@ def test_prune_tool_end_to_end_and_resume(cnn_config, dense_checkpoint, tmp_path
     assert report["dense"]["latency_ms"] > 0 and report["pruned"]["latency_ms"] > 0
     data = read_checkpoint(out / "checkpoint.pt")
     assert data["kind"] == "cnn" and data["model_spec"]["widths"] == report["pruned"]["widths"]
-    # pruned odd channel counts abort oneDNN's channels-last convolution backward (torch 2.13 CPU)
-    assert data["config"]["train"]["channels_last"] is False
     model = load_tracking_model(out / "checkpoint.pt", None)
     assert measure(model)["macs"] == report["pruned"]["macs"]
     assert [t.shape for t in _outputs(model)] == [(2, 1, 4, 4), (2, 4, 4, 4)]

@@ -242,3 +242,46 @@ def test_towers_per_stride(tiny_space):
         sub = _extract_checked(net, table, space.validate({**space.sample(3), "out": out}), z, x)
         tower = by_stride[net.stride]["cls"].chosen()[0].chosen()
         assert torch.equal(sub.cls_tower[0].pointwise.weight, tower.pointwise.weight)
+
+
+def test_residual_tower_layers(tiny_space):
+    """``dsconv`` with ``residual: true``: shape-keeping tower layers add their input before the ReLU
+    (a layer with a zeroed BatchNorm is then the 'skip' choice); extraction, costs and fusion agree."""
+    from lighttrack_nas.cost import CostTable
+    from lighttrack_nas.deploy import fuse
+    from lighttrack_nas.space import SearchSpace
+
+    spec = tiny_space.to_dict()
+    spec["settings"].update(head_share_kernels=["dsconv"], head_share_widths=True)
+    spec["ops"].update(k3={"type": "dsconv", "kernel": 3, "residual": True},
+                       k5={"type": "dsconv", "kernel": 5, "residual": True})
+    space = SearchSpace.from_dict(spec)
+    torch.manual_seed(0)
+    net = build_supernet(space)
+    tower = net.towers["reg"].candidates["256"].shared
+    assert not tower[0].candidates["k5"].shared.residual  # neck channels -> tower width
+    layer = tower[1].candidates["k5"].shared
+    assert layer.residual
+    z, x = _inputs(net)
+    net.train()
+    for seed in range(3):
+        net.set_arch(space.sample(seed))
+        net(z, x)
+    net.eval()
+    feature = torch.rand(2, 64, 6, 6)
+    with torch.no_grad():
+        assert not torch.equal(layer(feature), feature)
+        saved = {k: v.clone() for k, v in layer.bn.state_dict().items()}
+        layer.bn.weight.zero_()
+        layer.bn.bias.zero_()
+        assert torch.equal(layer(feature), feature)
+        layer.width = 32  # as a 128-wide tower slice sets it
+        assert torch.equal(layer(feature[:, :32], kernel=3), feature[:, :32])
+        layer.width = None
+        layer.bn.load_state_dict(saved)
+    table = CostTable(net)
+    arch = space.validate({**space.sample(4), "cls_w": 128, "reg_w": 192, "reg.1": "k3", "reg.2": "k5"})
+    sub = _extract_checked(net, table, arch, z, x)
+    assert sub.reg_tower[1].residual and sub.reg_tower[1].depthwise.weight.shape[-1] == 3
+    with torch.no_grad():
+        assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(sub(z, x), fuse(sub)(z, x)))

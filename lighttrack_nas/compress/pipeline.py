@@ -255,10 +255,7 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
         _save(pruned_path, {"kind": spec["family"], "model_spec": spec, "model": weights,
                             "prune": {"request": request, "steps": steps, "sparsity": sparsity,
                                       "checkpoint": str(checkpoint)}})
-    # contiguous layout: oneDNN's channels-last convolution backward aborts the process ("double free or
-    # corruption") on pruned networks' odd channel counts (e.g. 15 -> 11), torch 2.13 CPU (docs/benchmarks.md)
-    finetune = BaselineTrainer(_phase(cfg, {**settings.finetune_train, "channels_last": False}), out, spec, weights,
-                               progress=progress)
+    finetune = BaselineTrainer(_phase(cfg, settings.finetune_train), out, spec, weights, progress=progress)
     if resume:
         finetune.resume()
     finetune.train()

@@ -86,9 +86,7 @@ class PruneResult:
 
 def measure(model: TrackingNet) -> dict[str, int]:
     """Per-frame MACs (fvcore, LightTrack's convention) and parameters of ``model``."""
-    was_training = model.training
     cost = count_tracking_model(model)
-    model.train(was_training)
     return {"macs": cost.macs, "params": cost.params}
 
 

@@ -62,18 +62,22 @@ class _Template(nn.Module):
 
 
 def count_tracking_model(model: nn.Module) -> Cost:
-    """Full fvcore count of a tracking model (``template_features`` + ``head``), e.g. a subnet.
-    ``parts`` holds each top-level child's MACs and params."""
+    """Full fvcore count of a tracking model (``template_features`` + ``head``), e.g. a subnet, run in
+    eval mode (``model`` is left in the mode it had). ``parts`` holds each top-level child's MACs and params."""
     z = torch.zeros(1, 3, model.template_size, model.template_size)
     x = torch.zeros(1, 3, model.search_size, model.search_size)
+    was_training = model.training
     model.eval()
-    with torch.no_grad():
-        zf = model.template_features(z)
-        analysis = FlopCountAnalysis(_Head(model), (zf, x))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-        macs = int(analysis.total())
-        by_module = analysis.by_module()
+    try:
+        with torch.no_grad():
+            zf = model.template_features(z)
+            analysis = FlopCountAnalysis(_Head(model).eval(), (zf, x))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            macs = int(analysis.total())
+            by_module = analysis.by_module()
+            template_macs = fvcore_macs(_Template(model).eval(), z)
+    finally:
+        model.train(was_training)
     parts = {name: {"macs": int(by_module.get(f"model.{name}", 0)), "params": sum(p.numel() for p in child.parameters())}
              for name, child in model.named_children()}
-    return Cost(macs=macs, params=sum(p.numel() for p in model.parameters()),
-                template_macs=fvcore_macs(_Template(model), z), parts=parts)
+    return Cost(macs=macs, params=sum(p.numel() for p in model.parameters()), template_macs=template_macs, parts=parts)

@@ -140,15 +140,17 @@ class FusedInvertedResidual(nn.Module):
 
 
 class FusedSeparable(nn.Module):
-    """Tower layer: depthwise kxk, pointwise 1x1 with the BatchNorm folded, ReLU."""
+    """Tower layer: depthwise kxk, pointwise 1x1 with the BatchNorm folded, [+ input], ReLU."""
 
     def __init__(self, layer: SeparableConvBNReLU):
         super().__init__()
+        self.residual = layer.residual
         self.depthwise = copy.deepcopy(layer.depthwise)
-        self.pointwise = ConvAct(fold_bn(layer.pointwise, layer.bn), "relu")
+        self.pointwise = ConvAct(fold_bn(layer.pointwise, layer.bn), None if self.residual else "relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
+        y = self.pointwise(self.depthwise(x))
+        return F.relu(y.add_(x), inplace=True) if self.residual else y
 
 
 def _fused_predictor(pred: Predictor) -> ConvAct:

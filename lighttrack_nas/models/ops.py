@@ -108,26 +108,31 @@ class DepthwiseSeparable(nn.Module):
 class SeparableConvBNReLU(nn.Module):
     """Head tower layer as published: depthwise kxk, pointwise 1x1, BN, ReLU.
 
+    ``residual=True`` (off as published) adds the input before the ReLU when the layer keeps its
+    shape, so skipping the layer (the 'skip' choice) drops a residual branch, as in stochastic depth.
     Elastic (OFA-style weight sharing): ``forward(x, kernel=k)`` runs with the centre ``k x k``
     depthwise taps, an input with fewer channels than the layer uses its first ones, and
     ``width`` (set by a shared-width tower) keeps the first ``width`` output channels."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3, residual: bool = False):
         super().__init__()
         self.depthwise = nn.Conv2d(in_channels, in_channels, kernel, stride, kernel // 2, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
+        self.residual = residual and stride == 1 and in_channels == out_channels
         self.width: int | None = None
 
     def forward(self, x: torch.Tensor, kernel: int | None = None) -> torch.Tensor:
         full_kernel = kernel is None or kernel == self.depthwise.kernel_size[0]
         channels, width = x.shape[1], self.width or self.pointwise.out_channels
         if full_kernel and channels == self.depthwise.in_channels and width == self.pointwise.out_channels:
-            return F.relu(self.bn(self.pointwise(self.depthwise(x))))
-        k = kernel or self.depthwise.kernel_size[0]
-        y = F.conv2d(x, centre_crop(self.depthwise.weight[:channels], k), None, self.depthwise.stride, k // 2,
-                     groups=channels)
-        return F.relu(sliced_batch_norm(self.bn, F.conv2d(y, self.pointwise.weight[:width, :channels])))
+            y = self.bn(self.pointwise(self.depthwise(x)))
+        else:
+            k = kernel or self.depthwise.kernel_size[0]
+            y = F.conv2d(x, centre_crop(self.depthwise.weight[:channels], k), None, self.depthwise.stride, k // 2,
+                         groups=channels)
+            y = sliced_batch_norm(self.bn, F.conv2d(y, self.pointwise.weight[:width, :channels]))
+        return F.relu(y + x if self.residual else y)
 
     def sliced(self, in_channels: int | None = None, out_channels: int | None = None,
                kernel: int | None = None) -> "SeparableConvBNReLU":
@@ -136,7 +141,7 @@ class SeparableConvBNReLU(nn.Module):
         c = in_channels or dw.in_channels
         w = out_channels or self.pointwise.out_channels
         k = kernel or dw.kernel_size[0]
-        out = SeparableConvBNReLU(c, w, dw.stride[0], k)
+        out = SeparableConvBNReLU(c, w, dw.stride[0], k, self.residual)
         state = {"depthwise.weight": centre_crop(dw.weight[:c], k), "pointwise.weight": self.pointwise.weight[:w, :c],
                  **{f"bn.{n}": t[:w] for n, t in self.bn.state_dict().items() if t.dim()},
                  "bn.num_batches_tracked": self.bn.num_batches_tracked}

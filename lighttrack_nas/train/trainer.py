@@ -33,6 +33,7 @@ from ..data.pairs import PairDataset
 from ..data.targets import build_targets
 from ..cost import CostTable
 from ..models.build import build_supernet, read_checkpoint
+from ..models.lighttrack import Predictor
 from ..models.pretrained import init_backbone
 from ..space.space import Architecture, SearchSpace, largest_architecture
 from .loss import iou_loss, model_loss, tracking_loss
@@ -105,6 +106,25 @@ class _Batches:
         return self.total - self.start
 
 
+def training_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.memory_format:
+    """Channels-last when asked for and every spatial (k > 1) feature convolution has channel counts that
+    are multiples of 8 (an RGB input and the 1- and 4-map predictors excepted).
+
+    Channels-last makes oneDNN's depthwise-convolution backward 3-4x faster on CPU (docs/benchmarks.md),
+    but on the odd channel counts of pruned networks (e.g. 15 -> 11) its convolution backward aborts the
+    process ("double free or corruption", torch 2.13 CPU): those networks train in contiguous layout."""
+    if not channels_last:
+        return torch.contiguous_format
+    predictors = {id(m.conv) for m in model.modules() if isinstance(m, Predictor)}
+    odd = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and max(m.kernel_size) > 1
+           and id(m) not in predictors and (m.out_channels % 8 or (m.in_channels % 8 and m.in_channels != 3))]
+    if odd:
+        log.info("contiguous layout: %d convolutions have channel counts that are not multiples of 8 (e.g. %s)",
+                 len(odd), odd[0])
+        return torch.contiguous_format
+    return torch.channels_last
+
+
 class Trainer:
     """Trains the network built by :meth:`build_model` on an experiment config into ``out_dir``."""
 
@@ -121,9 +141,9 @@ class Trainer:
         if tc["threads"]:
             torch.set_num_threads(int(tc["threads"]))
         torch.manual_seed(self.seed)
-        # channels-last: oneDNN's depthwise-convolution backward runs 3-4x faster on CPU (docs/benchmarks.md)
-        self.memory_format = torch.channels_last if tc["channels_last"] else torch.contiguous_format
-        self.model = self.build_model().to(self.device, memory_format=self.memory_format)
+        model = self.build_model()
+        self.memory_format = training_memory_format(model, tc["channels_last"])
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.total = tc["epochs"] * tc["iters_per_epoch"]
         self.stop_at = min(self.total, max_iters) if max_iters else self.total
         self.accumulate = int(cfg["sampling"].get("accumulate", 1))
