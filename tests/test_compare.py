@@ -12,6 +12,7 @@ import yaml
 
 from lighttrack_nas.compare import compare, matched_table, prepare
 from lighttrack_nas.config import ConfigError
+from lighttrack_nas.machine import machine_info
 
 from conftest import ROOT
 
@@ -91,6 +92,8 @@ def test_matched_budgets_match_the_nas_macs(run):
     nas = {r["budget"]: int(r["macs"]) for r in rows if r["family"] == "nas"}
     dense = next(int(r["macs"]) for r in rows if r["kind"] == "dense")
     report = (out / "report.md").read_text()
+    machine = machine_info()
+    assert f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}." in report
     for budget in NAS_BUDGETS:
         assert nas[budget] <= float(budget[:-1]) * 1e6  # the search met its budget
         cnn = [r for r in rows if r["kind"] == "matched" and r["matched_to"] == budget]

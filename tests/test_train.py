@@ -80,6 +80,21 @@ def test_ramp_brings_skip_in_gradually(tiny_space):
         PathSampler(tiny_space, "fair", ramp_values=["skip"], ramp_iterations=10)
 
 
+def test_frozen_backbone_is_left_out_of_the_graph(micro_config, tmp_path):
+    cfg = load_experiment(micro_config, {"train": {"epochs": 2, "iters_per_epoch": 1}})  # frozen for iteration 0
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    before = [p.detach().clone() for p in trainer.backbone_params]
+    trainer.train()
+    assert trainer.iteration == 2 and all(p.requires_grad for p in trainer.backbone_params)
+    assert any(not torch.equal(p, b) for p, b in zip(trainer.backbone_params, before))  # trained in epoch 1
+    frozen = SupernetTrainer(cfg, tmp_path / "frozen", max_iters=1, progress=False)
+    kept = [p.detach().clone() for p in frozen.backbone_params]
+    frozen.train()
+    assert not any(p.requires_grad for p in frozen.backbone_params)
+    assert all(torch.equal(p, k) for p, k in zip(frozen.backbone_params, kept))
+    assert not {id(p) for p in frozen.backbone_params} & {id(p) for p in frozen.optimizer.state}
+
+
 def test_off_path_parameters_get_no_update(micro_config, tmp_path):
     cfg = load_experiment(micro_config, {"train": {"freeze_backbone_epochs": 0, "epochs": 1, "iters_per_epoch": 1}})
     trainer = SupernetTrainer(cfg, tmp_path, progress=False)

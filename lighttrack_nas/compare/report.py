@@ -439,14 +439,15 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
                                   f"measured latency (ms, {exp.settings.latency_threads} thread)"),
                   plot_stability(rows, out / "stability.png")]
         plots += plot_success(exp, rows, out)
-    s = exp.settings
+    s, machine = exp.settings, machine_info()
     methods = ", ".join(f"{f.name}: {'/'.join(f.criteria)}" for f in exp.families)
     lines = [f"# NAS vs compressed trackers: {exp.config}", "",
              f"Seeds {seeds}; every tracker tracked on the `{s.split}` split "
              f"({rows[0]['sequences'] if rows else '?'} sequences) with the same tracker settings; MACs per frame "
              f"(fvcore, one multiply-add = one MAC, template cached); latency: network per frame, fused torch form, "
              f"{s.latency_threads} thread, median of {s.latency_min_run_time:g} s of runs. Machine: "
-             f"{machine_info()['cpu']}. NAS retraining init: {s.nas_init}; pruning methods: {methods}.", ""]
+             f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}. NAS retraining init: "
+             f"{s.nas_init}; pruning methods: {methods}.", ""]
     if missing:
         lines += [f"**Incomplete**: {len(missing)} tracker(s) not evaluated yet: " + ", ".join(missing), ""]
     lines += ["## Matched MACs: NAS subnet vs pruned trackers", "",

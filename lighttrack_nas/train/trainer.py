@@ -261,6 +261,11 @@ class Trainer:
         it = self.iteration
         path = self.next_path()
         lr = self._set_lr(it)
+        # a frozen backbone is left out of the graph: no backward through it at all
+        trainable = it >= self.train_cfg["freeze_backbone_epochs"] * self.train_cfg["iters_per_epoch"]
+        if self.backbone_params and self.backbone_params[0].requires_grad != trainable:
+            for p in self.backbone_params:
+                p.requires_grad_(trainable)
         losses = self.losses({k: v.to(self.device, memory_format=self.memory_format) if v.ndim == 4
                               else v.to(self.device) for k, v in batch.items()
                               if k in ("template", "search", "search_box")})
