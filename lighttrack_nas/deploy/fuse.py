@@ -150,7 +150,7 @@ class FusedSeparable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pointwise(self.depthwise(x))
-        return F.relu(y.add_(x), inplace=True) if self.residual else y
+        return F.relu(x + y) if self.residual else y
 
 
 def _fused_predictor(pred: Predictor) -> ConvAct:
@@ -178,7 +178,9 @@ class FusedNeck(nn.Module):
         """Template backbone features ``(B, C, h, w)`` -> correlation kernel ``(B, P, C)`` (search
         BatchNorm scale folded in) and bias ``(B, P)`` (its shift), ``P = h * w``."""
         zf = (feat * self.t_scale.view(1, -1, 1, 1) + self.t_shift.view(1, -1, 1, 1)).flatten(2).transpose(1, 2)
-        return zf * self.s_scale, zf @ self.s_shift
+        # the bias as a sum, not ``zf @ s_shift``: ONNX Runtime's extended graph optimisations compute that
+        # transposed matrix-vector product wrongly (errors the size of the bias itself, onnxruntime 1.31)
+        return zf * self.s_scale, (zf * self.s_shift).sum(-1)
 
     def forward(self, kernel: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

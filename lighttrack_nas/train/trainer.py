@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,11 @@ class _Batches:
 
     def __len__(self) -> int:
         return self.total - self.start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MiB; data-loader workers not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def training_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.memory_format:
@@ -300,7 +306,8 @@ class Trainer:
                     elapsed, tick = time.perf_counter() - tick, time.perf_counter()
                     record = {"iteration": self.iteration, "lr": lr, "skipped": self.skipped,
                               **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                              "samples_per_s": len(window) * tc["batch_size"] * self.world / elapsed}
+                              "samples_per_s": len(window) * tc["batch_size"] * self.world / elapsed,
+                              "peak_rss_mb": peak_rss_mb()}
                     window = []
                     if self.rank == 0:
                         log_file.write(json.dumps(record) + "\n")
