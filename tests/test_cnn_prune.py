@@ -122,7 +122,8 @@ def test_pruned_networks_train_in_contiguous_layout(micro_config):
     prune_to_budget(model, 0.3, "macs", "magnitude", MinWidths(1), progress=False)
     assert training_memory_format(model, True) == torch.contiguous_format
     space = experiment_space(load_experiment(micro_config))
-    assert training_memory_format(build_supernet(space), True) == torch.channels_last  # its 1x1 neck conv takes 4 or 16 correlation channels
+    # its 1x1 neck conv takes 4 or 16 correlation channels: not a spatial conv, channels-last kept
+    assert training_memory_format(build_supernet(space), True) == torch.channels_last
 
 
 def test_params_budget_and_slimming_criterion():

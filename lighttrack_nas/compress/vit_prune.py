@@ -85,12 +85,12 @@ class SlimTrainer(BaselineTrainer):
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "gate_l1": self.gate_l1}
 
-    def _step(self, iteration: int) -> None:
+    def _step(self) -> None:
         with torch.no_grad():
             for mask, l1 in self.masks:
                 if mask.grad is not None:
                     mask.grad.add_(torch.sign(mask), alpha=l1)
-        super()._step(iteration)
+        super()._step()
 
 
 # ---------------------------------------------------------------------- physical surgery

@@ -71,11 +71,11 @@ def count_tracking_model(model: nn.Module) -> Cost:
     try:
         with torch.no_grad():
             zf = model.template_features(z)
-            analysis = FlopCountAnalysis(_Head(model).eval(), (zf, x))
+            analysis = FlopCountAnalysis(_Head(model), (zf, x))
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             macs = int(analysis.total())
             by_module = analysis.by_module()
-            template_macs = fvcore_macs(_Template(model).eval(), z)
+            template_macs = fvcore_macs(_Template(model), z)
     finally:
         model.train(was_training)
     parts = {name: {"macs": int(by_module.get(f"model.{name}", 0)), "params": sum(p.numel() for p in child.parameters())}

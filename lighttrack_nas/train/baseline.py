@@ -52,10 +52,10 @@ class BaselineTrainer(Trainer):
     def extra_state(self) -> dict[str, Any]:
         return {"model_spec": self.model.spec(), "bn_l1": self.bn_l1}
 
-    def _step(self, iteration: int) -> None:
+    def _step(self) -> None:
         if self.bn_l1:
             with torch.no_grad():
                 for w in self.bn_scales:
                     if w.grad is not None:
                         w.grad.add_(torch.sign(w), alpha=self.bn_l1)
-        super()._step(iteration)
+        super()._step()

@@ -242,7 +242,7 @@ class Trainer:
             group["lr"] = lr * group["lr_mult"]
         return lr
 
-    def _step(self, iteration: int) -> None:
+    def _step(self) -> None:
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.world > 1:
             flat = torch.cat([p.grad.reshape(-1) for p in params])
@@ -252,10 +252,6 @@ class Trainer:
             for p in params:
                 p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
                 offset += p.numel()
-        if iteration < self.train_cfg["freeze_backbone_epochs"] * self.train_cfg["iters_per_epoch"]:
-            for p in self.backbone_params:
-                p.grad = None
-        params = [p for p in self.model.parameters() if p.grad is not None]
         if self.train_cfg["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(params, self.train_cfg["grad_clip"])
         self.optimizer.step()
@@ -281,7 +277,7 @@ class Trainer:
         (losses["loss"] / self.accumulate).backward()
         self.iteration = it + 1
         if self.iteration % self.accumulate == 0:
-            self._step(it)
+            self._step()
         return losses, lr
 
     def train(self) -> Path:
