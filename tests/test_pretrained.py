@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from conftest import MICRO_SETTINGS
 from lighttrack_nas.models import build_supernet
-from lighttrack_nas.models.pretrained import init_backbone, init_from_efficientnet_lite0, lite0_state
+from lighttrack_nas.models.pretrained import (init_backbone, init_from_efficientnet_lite0, linear_cka, lite0_state,
+                                              lite0_transfer_fidelity)
 from lighttrack_nas.train import SupernetTrainer, load_experiment
 
 
@@ -91,6 +92,62 @@ def test_pretrained_features_match_lite0_where_the_blocks_agree(space, lite0):
         ref = bn(F.conv2d(h, lite0[src + "_project_conv.weight"]), src + "_bn2.")
         assert torch.allclose(ours, ref + x if op.residual else ref, atol=1e-4)
         x = ours
+
+
+def test_lite0_widths_and_relu6_compute_lite0(space, full, lite0):
+    """At Lite0's own stem widths (32, then a non-residual DS block to 16) with ReLU6, the path of
+    Lite0's kernels computes EfficientNet-Lite0's stride-16 features exactly: the transfer loses nothing
+    (the layers beyond Lite0's depth are identities, the neutral SE gate is compensated)."""
+    from lighttrack_nas.space import SearchSpace
+
+    spec = space.to_dict()
+    spec["settings"].update(stem_channels=32, ds_channels=16, stem_activation="relu6")
+    for op in spec["ops"].values():
+        if op["type"] == "mbconv":
+            op["act"] = "relu6"
+    net = build_supernet(SearchSpace.from_dict(spec))
+    init_from_efficientnet_lite0(net, lite0)
+    net.eval()
+    path = {"s1.0": "k3e6", "s1.1": "k3e6", **{f"s2.{i}": "k5e6" for i in range(4)},
+            **{f"s3.{i}": "k3e6" for i in range(4)}}
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = net.stem(x)
+        for layer in net.layers[:10]:
+            ours = layer.candidates[path[layer.label]](ours)
+
+    def bn(t, p, act=True):
+        t = F.batch_norm(t, lite0[p + "running_mean"], lite0[p + "running_var"], lite0[p + "weight"],
+                         lite0[p + "bias"], False, 0.0, 1e-5)
+        return F.relu6(t) if act else t
+
+    ref = bn(F.conv2d(x, lite0["_conv_stem.weight"], stride=2, padding=1), "_bn0.")
+    for i in range(8):  # block 0 (DS, 32 -> 16) to block 7 (the last of the 80-channel stage)
+        p, h = f"_blocks.{i}.", ref
+        if p + "_expand_conv.weight" in lite0:
+            h = bn(F.conv2d(h, lite0[p + "_expand_conv.weight"]), p + "_bn0.")
+        w = lite0[p + "_depthwise_conv.weight"]
+        h = bn(F.conv2d(h, w, stride=2 if i in (1, 3, 5) else 1, padding=w.shape[-1] // 2, groups=w.shape[0]), p + "_bn1.")
+        h = bn(F.conv2d(h, lite0[p + "_project_conv.weight"]), p + "_bn2.", act=False)
+        ref = h + ref if h.shape == ref.shape else h
+    assert ours.shape == ref.shape == (2, 80, 4, 4)
+    assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    # the fidelity measure (tools/bench_lite0_transfer.py) sees it, and sees the published space's distortion
+    batch = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    exact = lite0_transfer_fidelity(net, batch, lite0)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # BatchNorm statistics untouched
+    assert list(exact) == ["s1", "s2", "s3", "s4"] and min(exact["s1"], exact["s2"], exact["s3"]) > 0.995
+    assert exact["s4"] < 0.99                               # 96 of Lite0's 112 channels
+    published = lite0_transfer_fidelity(full, batch, lite0)
+    assert all(published[k] < exact[k] - 0.05 for k in ("s1", "s2", "s3"))
+
+
+def test_linear_cka():
+    a = torch.randn(4, 6, 5, 5, generator=torch.Generator().manual_seed(0))
+    rotation = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(1)))[0]
+    assert linear_cka(a, 3 * torch.einsum("nchw,cd->ndhw", a, rotation)) == pytest.approx(1.0)
+    assert linear_cka(a, torch.randn(4, 6, 5, 5, generator=torch.Generator().manual_seed(2))) < 0.5
 
 
 def test_micro_width_and_training_config(micro_config, tmp_path, lite0):

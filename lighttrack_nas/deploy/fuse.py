@@ -30,7 +30,7 @@ from torch import nn
 from ..models.lighttrack import CorrelationNeck, PositionNorm, Predictor, TrackingNet
 from ..models.ops import DepthwiseSeparable, MBConv, SeparableConvBNReLU, SqueezeExcite
 
-_ACTIVATIONS: dict[type[nn.Module], str] = {nn.SiLU: "silu", nn.ReLU: "relu"}
+_ACTIVATIONS: dict[type[nn.Module], str] = {nn.SiLU: "silu", nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +55,7 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None, scale: float = 1.
 
 
 class ConvAct(nn.Module):
-    """Conv (BatchNorm folded) followed by an optional in-place ``silu`` or ``relu``."""
+    """Conv (BatchNorm folded) followed by an optional in-place activation (a ``torch.nn.functional`` name)."""
 
     def __init__(self, conv: nn.Conv2d, act: str | None):
         super().__init__()
@@ -63,9 +63,7 @@ class ConvAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
-        if self.act == "silu":
-            return F.silu(y, inplace=True)
-        return F.relu(y, inplace=True) if self.act == "relu" else y
+        return y if self.act is None else getattr(F, self.act)(y, inplace=True)
 
     def extra_repr(self) -> str:
         return f"act={self.act}"
@@ -107,7 +105,7 @@ def _linear(conv: nn.Conv2d) -> nn.Linear:
 
 
 class FusedInvertedResidual(nn.Module):
-    """MBConv / depthwise-separable block: [1x1 expand + SiLU], kxk depthwise + SiLU, SE gate folded
+    """MBConv / depthwise-separable block: [1x1 expand + act], kxk depthwise + act, SE gate folded
     into the 1x1 projection's weights, residual."""
 
     def __init__(self, expand: ConvAct | None, depthwise: ConvAct, se: FusedSE | None, project: nn.Conv2d,

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..space.space import Architecture, SearchSpace
 from .choice import LayerChoice, WidthSlice, activate, freeze, op_choice
-from .ops import DepthwiseSeparable, Skip, conv_bn, make_divisible
+from .ops import DepthwiseSeparable, Skip, activation, conv_bn, make_divisible
 from .registry import register_model
 
 
@@ -167,8 +167,9 @@ class LightTrackSupernet(TrackingNet):
         s = space.settings
         self.template_size, self.search_size = int(s["template_size"]), int(s["search_size"])
         bmult, hmult = float(s.get("backbone_width_mult", 1.0)), float(s.get("head_width_mult", 1.0))
-        self.stem = nn.Sequential(conv_bn(3, s["stem_channels"], 3, 2),
-                                  DepthwiseSeparable(s["stem_channels"], s["ds_channels"], 1, 3, 0.25))
+        stem_act = str(s.get("stem_activation", "swish"))
+        self.stem = nn.Sequential(conv_bn(3, s["stem_channels"], 3, 2, act=activation(stem_act, "stem_activation")),
+                                  DepthwiseSeparable(s["stem_channels"], s["ds_channels"], 1, 3, 0.25, act=stem_act))
         layers, positions = [], {}
         channels, stride = s["ds_channels"], 2
         for stage in s["stages"]:

@@ -38,14 +38,25 @@ def build_op(spec: Mapping[str, Any], in_channels: int, out_channels: int, strid
         raise KeyError(f"op type {type_name!r} is not registered; registered: {sorted(_OPS)}")
     try:
         return _OPS[type_name](in_channels, out_channels, stride, **params)
-    except TypeError as err:
-        raise TypeError(f"op {type_name!r} rejected parameters {params}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"op {type_name!r} rejected parameters {params}: {err}") from None
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of ``divisor`` without going 10 % below ``value``."""
     out = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return out + divisor if out < 0.9 * value else out
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"swish": nn.SiLU, "relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish}
+
+
+def activation(name: str, field: str = "act") -> type[nn.Module]:
+    """The activation class called ``name`` in a space (``swish``, ``relu``, ``relu6``, ``hswish``);
+    ``field`` names the setting in the error."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{field}: activation {name!r} is not one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 class SqueezeExcite(nn.Module):
@@ -72,15 +83,17 @@ def conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1, g
 
 
 class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand, kxk depthwise, SE, 1x1 project; Swish activations; residual
-    when shape is kept. As in the published builder, SE reduces to ``se x mid`` channels (rounded to 8)."""
+    """Inverted residual: 1x1 expand, kxk depthwise, SE, 1x1 project; ``act`` activations (Swish as
+    published); residual when shape is kept. As in the published builder, SE reduces to ``se x mid``
+    channels (rounded to 8)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3,
-                 expand: float = 4, se: float = 0.25):
+                 expand: float = 4, se: float = 0.25, act: str = "swish"):
         super().__init__()
         mid = make_divisible(in_channels * expand)
-        self.expand = conv_bn(in_channels, mid, 1) if expand != 1 else nn.Identity()
-        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid)
+        act_type = activation(act)
+        self.expand = conv_bn(in_channels, mid, 1, act=act_type) if expand != 1 else nn.Identity()
+        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid, act=act_type)
         self.se = SqueezeExcite(mid, make_divisible(mid * se)) if se > 0 else nn.Identity()
         self.project = conv_bn(mid, out_channels, 1, act=None)
         self.residual = stride == 1 and in_channels == out_channels
@@ -91,11 +104,12 @@ class MBConv(nn.Module):
 
 
 class DepthwiseSeparable(nn.Module):
-    """Depthwise kxk + SE + pointwise 1x1 (the backbone's fixed block after the stem)."""
+    """Depthwise kxk (+ ``act``) + SE + pointwise 1x1 (the backbone's fixed block after the stem)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3, se: float = 0.25):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3, se: float = 0.25,
+                 act: str = "swish"):
         super().__init__()
-        self.depthwise = conv_bn(in_channels, in_channels, kernel, stride, groups=in_channels)
+        self.depthwise = conv_bn(in_channels, in_channels, kernel, stride, groups=in_channels, act=activation(act))
         self.se = SqueezeExcite(in_channels, make_divisible(in_channels * se)) if se > 0 else nn.Identity()
         self.pointwise = conv_bn(in_channels, out_channels, 1, act=None)
         self.residual = stride == 1 and in_channels == out_channels

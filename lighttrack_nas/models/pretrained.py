@@ -28,6 +28,7 @@ from .choice import LayerChoice
 from .ops import MBConv
 
 SOURCE_NAME = "efficientnet-lite0"
+LITE0_STAGE_STRIDES = (2, 2, 2, 1, 2, 1)   # Lite0's stages after block 0 (24, 40, 80, 112, 192, 320 channels)
 
 
 def lite0_state() -> dict[str, torch.Tensor]:
@@ -176,3 +177,69 @@ def init_backbone(model: nn.Module, source: str) -> None:
         raise ValueError(f"pretrained_backbone: {source}: no tensor matches this model's backbone "
                          f"(names and shapes); or use {SOURCE_NAME!r}")
     model.load_state_dict(matched, strict=False)
+
+
+@torch.no_grad()
+def lite0_stage_features(x: torch.Tensor, state: dict[str, torch.Tensor] | None = None,
+                         stages: int = 4) -> list[torch.Tensor]:
+    """EfficientNet-Lite0's own features at the end of its first ``stages`` stages after block 0
+    (24 / 40 / 80 / 112 channels) for images ``x``: ReLU6, symmetric padding, BatchNorm on the batch's
+    statistics (as a frozen backbone runs while a supernet trains)."""
+    state = lite0_state() if state is None else state
+
+    def bn(h: torch.Tensor, prefix: str, act: bool = True) -> torch.Tensor:
+        h = F.batch_norm(h, None, None, state[prefix + "weight"], state[prefix + "bias"], True, 0.0, 1e-3)
+        return F.relu6(h) if act else h
+
+    def block(h: torch.Tensor, prefix: str, stride: int) -> torch.Tensor:
+        y = h
+        if prefix + "_expand_conv.weight" in state:
+            y = bn(F.conv2d(y, state[prefix + "_expand_conv.weight"]), prefix + "_bn0.")
+        w = state[prefix + "_depthwise_conv.weight"]
+        y = bn(F.conv2d(y, w, stride=stride, padding=w.shape[-1] // 2, groups=w.shape[0]), prefix + "_bn1.")
+        y = bn(F.conv2d(y, state[prefix + "_project_conv.weight"]), prefix + "_bn2.", act=False)
+        return y + h if y.shape == h.shape else y
+
+    h = block(bn(F.conv2d(x, state["_conv_stem.weight"], stride=2, padding=1), "_bn0."), "_blocks.0.", 1)
+    out = []
+    for stage, stride in zip(_stages(state)[:stages], LITE0_STAGE_STRIDES):
+        for b, prefix in enumerate(stage):
+            h = block(h, prefix, stride if b == 0 else 1)
+        out.append(h)
+    return out
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear centred kernel alignment of two feature maps ``(N, C, H, W)`` of the same images and
+    size, positions as samples: 1 when one is a rotation and scaling of the other, ~0 when unrelated."""
+    a = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).double()
+    b = b.permute(0, 2, 3, 1).reshape(-1, b.shape[1]).double()
+    a, b = a - a.mean(0), b - b.mean(0)
+    return float((a.T @ b).norm() ** 2 / ((a.T @ a).norm() * (b.T @ b).norm()))
+
+
+@torch.no_grad()
+def lite0_transfer_fidelity(supernet: nn.Module, x: torch.Tensor,
+                            state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """How much of EfficientNet-Lite0 a supernet initialised from it keeps: per backbone stage, the
+    linear CKA between Lite0's stage features and the supernet's along Lite0's own path (its kernels,
+    expansion 6), both on the batch ``x`` with BatchNorm on batch statistics. The supernet is left
+    as it was (its weights and BatchNorm statistics untouched)."""
+    state = lite0_state() if state is None else state
+    stages = [s["name"] for s in supernet.space.settings["stages"]]
+    reference = lite0_stage_features(x, state, len(stages))
+    kernels = [[state[p + "_depthwise_conv.weight"].shape[-1] for p in blocks] for blocks in _stages(state)]
+    saved = {k: v.clone() for k, v in supernet.state_dict().items()}
+    was_training = supernet.training
+    supernet.train()
+    try:
+        h, scores, layer = supernet.stem(x), {}, 0
+        for name, ref, stage_kernels in zip(stages, reference, kernels):
+            for b in range(sum(1 for c in supernet.space.choices if c.group == name)):
+                h = supernet.layers[layer].candidates[f"k{stage_kernels[min(b, len(stage_kernels) - 1)]}e6"](h)
+                layer += 1
+            scores[name] = linear_cka(h, ref)
+    finally:
+        supernet.load_state_dict(saved)
+        supernet.train(was_training)
+    return scores
