@@ -289,30 +289,33 @@ def test_residual_tower_layers(tiny_space):
 
 def test_backbone_activations(tiny_space):
     """``settings.stem_activation`` and the mbconv ops' ``act`` set the backbone's activation (Swish as
-    published); subnets and the fused inference form keep it; unknown names are refused with the allowed ones."""
+    published, ReLU6 in the tiny space); subnets and the fused inference form keep it; unknown names
+    are refused with the allowed ones."""
     from lighttrack_nas.deploy import fuse
     from lighttrack_nas.models.ops import build_op
     from lighttrack_nas.space import SearchSpace
 
-    assert any(isinstance(m, torch.nn.SiLU) for m in build_supernet(tiny_space).layers.modules())
+    assert any(isinstance(m, torch.nn.SiLU) for m in build_op({"type": "mbconv"}, 8, 8).modules())
+    tiny = [*build_supernet(tiny_space).stem.modules(), *build_supernet(tiny_space).layers.modules()]
+    assert any(isinstance(m, torch.nn.ReLU6) for m in tiny) and not any(isinstance(m, torch.nn.SiLU) for m in tiny)
     spec = tiny_space.to_dict()
-    spec["settings"]["stem_activation"] = "relu6"
+    spec["settings"]["stem_activation"] = "hswish"
     for op in spec["ops"].values():
         if op["type"] == "mbconv":
-            op["act"] = "relu6"
+            op["act"] = "hswish"
     space = SearchSpace.from_dict(spec)
     torch.manual_seed(0)
     net = build_supernet(space)
     backbone = [*net.stem.modules(), *net.layers.modules()]
-    assert not any(isinstance(m, torch.nn.SiLU) for m in backbone)
-    assert sum(isinstance(m, torch.nn.ReLU6) for m in backbone) > len(net.layers)
+    assert not any(isinstance(m, (torch.nn.SiLU, torch.nn.ReLU6)) for m in backbone)
+    assert sum(isinstance(m, torch.nn.Hardswish) for m in backbone) > len(net.layers)
     z, x = _inputs(net)
     net.train()
     for seed in range(3):  # BatchNorm statistics away from their initial values
         net.set_arch(space.sample(seed))
         net(z, x)
     sub = net.extract(space.sample(5)).eval()
-    assert any(isinstance(m, torch.nn.ReLU6) for m in sub.backbone.modules())
+    assert any(isinstance(m, torch.nn.Hardswish) for m in sub.backbone.modules())
     with torch.no_grad():
         assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(sub(z, x), fuse(sub)(z, x)))
     with pytest.raises(ValueError, match=r"op 'mbconv'.*act: activation 'gelu' is not one of \['hswish', 'relu'"):

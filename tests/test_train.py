@@ -115,11 +115,14 @@ def test_off_path_parameters_get_no_update(micro_config, tmp_path):
 
 
 def test_channels_last_trains_to_the_same_weights(micro_config, tmp_path):
-    """The memory layout is a speed setting only: both layouts reach the same weights."""
+    """The memory layout is a speed setting only: both layouts take the same training step. (One SGD
+    step: over more steps, or with Adam's normalised first step, float-rounding differences between the
+    layouts' kernels grow chaotically, 1e-5 after one step to 1e-2 after four with ReLU6.)"""
     states = {}
     for channels_last in (False, True):
-        cfg = load_experiment(micro_config, {"train": {"channels_last": channels_last, "freeze_backbone_epochs": 0}})
-        trainer = SupernetTrainer(cfg, tmp_path / str(channels_last), max_iters=4, progress=False)
+        cfg = load_experiment(micro_config, {"train": {"channels_last": channels_last, "freeze_backbone_epochs": 0,
+                                                       "optimizer": "sgd"}})
+        trainer = SupernetTrainer(cfg, tmp_path / str(channels_last), max_iters=1, progress=False)
         conv = trainer.model.stem[0][0].weight
         assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
         trainer.train()
