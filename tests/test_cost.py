@@ -72,3 +72,22 @@ def test_cost_tool_table_and_errors():
     assert out.returncode == 0 and out.stdout.count("per frame") == 2 and "backbone" in out.stdout
     bad = _cost_tool("--arch", "s1:k3e4-k9e9")
     assert bad.returncode == 2 and "allowed values: k3e4" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_latency_tool_samples_subnets(tiny_space):
+    """``tools/latency.py --sample N --crops T S``: measured latency quartiles and the median MACs of
+    the same uniform samples the space draws with that seed, at the given crops."""
+    import numpy as np
+
+    tool = [sys.executable, str(ROOT / "tools" / "latency.py"), "--space", "search_spaces/lighttrack_tiny.yaml"]
+    out = subprocess.run([*tool, "--sample", "2", "--crops", "32", "64", "--seed", "4", "--json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    sample = json.loads(out.stdout)["sample"]
+    assert sample["count"] == 2 and 0 < sample["q25_ms"] <= sample["median_ms"] <= sample["q75_ms"]
+    space = tiny_space.from_dict(tiny_space.to_dict())
+    space.settings.update(template_size=32, search_size=64)
+    table, rng = CostTable(build_supernet(space)), np.random.default_rng(4)
+    assert sample["median_macs"] == pytest.approx(np.median([table.cost(space.sample(rng)).macs for _ in range(2)]))
+    out = subprocess.run(tool, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--sample N" in out.stderr

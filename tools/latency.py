@@ -7,16 +7,20 @@
   --lut LUT --arch ARCH  also print the LUT's prediction
   --lut LUT --validate N measure N random subnets: fraction predicted within +-10 %, RMSE, and a
                          predicted-vs-measured PNG (--plot)
+  --sample N             measure N uniformly sampled subnets: median and quartiles of their latency and
+                         MACs (e.g. to set a search's latency budget; --crops 80 160 as the tiny preset trains)
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cost import CostTable
 from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, latency_result, network_latency, validate_table
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
@@ -29,6 +33,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
     p.add_argument("--checkpoint", help="measure this checkpoint's network (see above)")
     p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="measure N uniformly sampled subnets of --space (seed --seed): median and quartiles")
+    p.add_argument("--crops", type=int, nargs=2, metavar=("TEMPLATE", "SEARCH"),
+                   help="template and search crop sizes instead of the space's (experiments/supernet_tiny.yaml: 80 160)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the LUT's, else 1)")
     p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="runtime to measure in (default: the LUT's backend, else torch)")
@@ -36,8 +44,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--plot", help="PNG of predicted vs measured latency (with --validate)")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args()
-    if not args.arch and not args.validate and not args.checkpoint:
-        p.error("give --arch, --checkpoint and/or --lut LUT --validate N")
+    if not args.arch and not args.validate and not args.checkpoint and not args.sample:
+        p.error("give --arch, --checkpoint, --sample N and/or --lut LUT --validate N")
     if args.validate and not args.lut:
         p.error("--validate needs --lut")
     if args.checkpoint and (args.lut or args.validate):
@@ -66,10 +74,26 @@ def plot_validation(result: dict, png: str) -> None:
     plt.close(fig)
 
 
+def sample_latency(space, supernet, count: int, threads: int, backend: str, seed: int) -> dict:
+    """Measured latency and MACs of ``count`` uniformly sampled subnets: median and quartiles."""
+    costs = CostTable(supernet)
+    rng = np.random.default_rng(seed)
+    ms, macs = [], []
+    for _ in tqdm(range(count), desc="measuring subnets"):
+        arch = space.sample(rng)
+        ms.append(network_latency(supernet.extract(arch), threads, backend=backend).median * 1e3)
+        macs.append(costs.cost(arch).macs)
+    q25, median, q75 = np.percentile(ms, [25, 50, 75])
+    return {"count": count, "median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75),
+            "median_macs": float(np.median(macs))}
+
+
 def main() -> int:
     args = parse_args()
     torch.manual_seed(0)
     space = load_space(args.space)
+    if args.crops:
+        space.settings.update(template_size=args.crops[0], search_size=args.crops[1])
     supernet = build_supernet(space)
     table = LatencyTable.load(args.lut).bind(supernet) if args.lut else None
     threads = args.threads or (table.meta["threads"] if table else 1)
@@ -89,6 +113,8 @@ def main() -> int:
         out["validation"] = result
         if args.plot:
             plot_validation(result, args.plot)
+    if args.sample:
+        out["sample"] = sample_latency(space, supernet, args.sample, threads, backend, args.seed)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -102,6 +128,10 @@ def main() -> int:
         v = out["validation"]
         print(f"LUT on {v['count']} random subnets: {v['within_10pct']:.0%} within +-10 %, RMSE {v['rmse_ms']:.3f} ms, "
               f"mean |error| {v['mean_abs_rel_error']:.1%}")
+    if "sample" in out:
+        v = out["sample"]
+        print(f"{v['count']} random subnets: latency median {v['median_ms']:.2f} ms (quartiles {v['q25_ms']:.2f} / "
+              f"{v['q75_ms']:.2f} ms), MACs median {v['median_macs'] / 1e6:.1f} M")
     return 0
 
 
