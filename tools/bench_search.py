@@ -3,7 +3,7 @@
 wall time and candidates/s, and the speed-up of Ray workers over one.
 
   python tools/bench_search.py --config experiments/search_tiny.yaml --supernet runs/supernet/checkpoint.pt \\
-      --out runs/bench_search --flops-budget 45M --seeds 0 1 2 --workers 1 2
+      --out runs/bench_search --flops-budget 100M --seeds 0 1 2 --workers 1 2
 
 Every search is a plain `tools/search.py` run (library: `run_search`) into OUT/<strategy>_s<seed>/
 (`--workers`: OUT/ray<N>_s<first seed>/, evolution); finished ones are reused when re-run. Writes
