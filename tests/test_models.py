@@ -296,7 +296,8 @@ def test_backbone_activations(tiny_space):
     from lighttrack_nas.space import SearchSpace
 
     assert any(isinstance(m, torch.nn.SiLU) for m in build_op({"type": "mbconv"}, 8, 8).modules())
-    tiny = [*build_supernet(tiny_space).stem.modules(), *build_supernet(tiny_space).layers.modules()]
+    tiny_net = build_supernet(tiny_space)
+    tiny = [*tiny_net.stem.modules(), *tiny_net.layers.modules()]
     assert any(isinstance(m, torch.nn.ReLU6) for m in tiny) and not any(isinstance(m, torch.nn.SiLU) for m in tiny)
     spec = tiny_space.to_dict()
     spec["settings"]["stem_activation"] = "hswish"

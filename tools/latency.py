@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost import CostTable
-from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, latency_result, network_latency, validate_table
+from lighttrack_nas.cost.latency import (BACKENDS, LatencyTable, latency_result, measure_random_subnets,
+                                         network_latency, validate_table)
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
 
@@ -74,18 +75,14 @@ def plot_validation(result: dict, png: str) -> None:
     plt.close(fig)
 
 
-def sample_latency(space, supernet, count: int, threads: int, backend: str, seed: int) -> dict:
+def sample_latency(supernet, count: int, threads: int, backend: str, seed: int) -> dict:
     """Measured latency and MACs of ``count`` uniformly sampled subnets: median and quartiles."""
     costs = CostTable(supernet)
-    rng = np.random.default_rng(seed)
-    ms, macs = [], []
-    for _ in tqdm(range(count), desc="measuring subnets"):
-        arch = space.sample(rng)
-        ms.append(network_latency(supernet.extract(arch), threads, backend=backend).median * 1e3)
-        macs.append(costs.cost(arch).macs)
-    q25, median, q75 = np.percentile(ms, [25, 50, 75])
+    with tqdm(total=count, desc="measuring subnets") as bar:
+        measured = measure_random_subnets(supernet, count, threads, seed, backend, progress=lambda i: bar.update(1))
+    q25, median, q75 = np.percentile([seconds * 1e3 for _, seconds in measured], [25, 50, 75])
     return {"count": count, "median_ms": float(median), "q25_ms": float(q25), "q75_ms": float(q75),
-            "median_macs": float(np.median(macs))}
+            "median_macs": float(np.median([costs.cost(arch).macs for arch, _ in measured]))}
 
 
 def main() -> int:
@@ -114,7 +111,7 @@ def main() -> int:
         if args.plot:
             plot_validation(result, args.plot)
     if args.sample:
-        out["sample"] = sample_latency(space, supernet, args.sample, threads, backend, args.seed)
+        out["sample"] = sample_latency(supernet, args.sample, threads, backend, args.seed)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

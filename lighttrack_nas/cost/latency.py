@@ -27,6 +27,7 @@ from torch.utils import benchmark
 from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
+from ..space.space import Architecture
 from .table import PathTable
 
 BACKENDS = ("torch", "onnxruntime")
@@ -159,17 +160,25 @@ class LatencyTable:
             raise ValueError(f"{path}: not a latency table ({err})") from None
 
 
+def measure_random_subnets(supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
+                           backend: str = "torch", progress: Callable[[int], None] | None = None
+                           ) -> list[tuple[Architecture, float]]:
+    """``count`` uniformly sampled architectures (seed ``seed``) and their measured median seconds per frame."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        arch = supernet.space.sample(rng)
+        out.append((arch, network_latency(supernet.extract(arch), threads, backend=backend).median))
+        if progress:
+            progress(i)
+    return out
+
+
 def validate_table(table: LatencyTable, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Measure ``count`` random subnets; fraction predicted within +-10 %, RMSE, and the pairs."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(count):
-        arch = supernet.space.sample(rng)
-        measured = network_latency(supernet.extract(arch), threads, backend=table.meta.get("backend", "torch")).median
-        pairs.append((table.predict(arch), measured, str(arch)))
-        if progress:
-            progress(i)
+    measured = measure_random_subnets(supernet, count, threads, seed, table.meta.get("backend", "torch"), progress)
+    pairs = [(table.predict(arch), seconds, str(arch)) for arch, seconds in measured]
     pred, meas = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     rel = np.abs(pred - meas) / meas
     return {"count": count, "within_10pct": float(np.mean(rel <= 0.10)), "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2)) * 1e3),
