@@ -10,9 +10,14 @@ class ConfigError(ValueError):
     """A config file is missing, malformed, or has a wrong field; the message names it."""
 
 
+# top-level keys naming another file: resolved against the folder of the file that declares them
+FILE_KEYS = ("space", "tracker")
+
+
 def load_yaml(path: str | Path, _depth: int = 0) -> dict[str, Any]:
     """Read a YAML mapping; ``extends: other.yaml`` (relative to the file) is loaded first and
-    deep-merged under this file's keys."""
+    deep-merged under this file's keys. A top-level :data:`FILE_KEYS` path is made absolute against
+    the folder of the file that declares it, so it means the same wherever the file is extended from."""
     import yaml
 
     path = Path(path)
@@ -28,6 +33,9 @@ def load_yaml(path: str | Path, _depth: int = 0) -> dict[str, Any]:
         raise ConfigError(f"{path}: malformed YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    for key in FILE_KEYS:
+        if isinstance(data.get(key), str):
+            data[key] = str((path.parent / data[key]).resolve())
     parent = data.pop("extends", None)
     return deep_merge(load_yaml(path.parent / parent, _depth + 1), data) if parent else data
 

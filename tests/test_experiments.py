@@ -49,3 +49,19 @@ def test_compare_tiny_gives_nas_and_pruned_cnn_equal_training_budgets(tmp_path):
     shared_cnn = samples(dense) + samples(deep_merge(dense, prune.sparsity_train))
     assert samples(experiment.nas["train"]) == shared_cnn
     assert samples(experiment.retrain["train"]) == samples(deep_merge(dense, prune.finetune_train))
+
+
+def test_extending_a_config_from_another_folder_keeps_its_file_paths(tmp_path):
+    """``space:`` / ``tracker:`` mean the files next to the config that names them, not next to the one
+    extending it (a probe config in runs/ extending experiments/supernet_tiny.yaml)."""
+    probe = tmp_path / "probes" / "probe.yaml"
+    probe.parent.mkdir()
+    probe.write_text(f"extends: {ROOT / 'experiments' / 'search_tiny.yaml'}\nsampling: {{distill_reg: 1.0}}\n")
+    cfg = load_experiment(probe)
+    assert experiment_space(cfg).name == "lighttrack_tiny"
+    assert cfg["tracker"] == str(ROOT / "experiments" / "tracker.yaml")
+    (probe.parent / "space.yaml").write_text((ROOT / "search_spaces" / "lighttrack_tiny.yaml").read_text()
+                                             .replace("extends: lighttrack.yaml", f"extends: {ROOT / 'search_spaces' / 'lighttrack.yaml'}")
+                                             .replace("name: lighttrack_tiny", "name: own"))
+    probe.write_text(probe.read_text() + "space: space.yaml\n")
+    assert experiment_space(load_experiment(probe)).name == "own"  # a file's own space: next to it

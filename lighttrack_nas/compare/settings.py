@@ -168,11 +168,6 @@ def _train_override(section: Mapping[str, Any], key: str, config: Path) -> dict[
     return dict(train)
 
 
-def _resolve(path: str | Path, base: Path) -> str:
-    """``path`` relative to the config's folder (as load_experiment resolves ``space``), absolute."""
-    return str((base / path).resolve())
-
-
 def _model_section(spec: Any, base: Path, config: Path, key: str = "cnn") -> dict[str, Any]:
     """``{key}.model``: a mapping with a ``family``, or a YAML file whose ``model:`` section is one."""
     where = _where(config, f"{key}.model")
@@ -320,11 +315,6 @@ def prepare(config: str | Path, out: str | Path) -> Experiment:
         raise ConfigError(f"{config}: a 'compare:' section is required (see docs/compare.md)")
     section = raw.pop("compare")
     settings, nas_train, families = parse_settings(section, config)
-    base = config.parent
-    if "space" in raw:
-        raw["space"] = _resolve(raw["space"], base)
-    if isinstance(raw.get("tracker"), str):
-        raw["tracker"] = _resolve(raw["tracker"], base)
     for key in ("model", "prune"):
         raw.pop(key, None)  # each family's come from its compare section
     SearchSettings.from_config(raw.get("search"), f"{config}: search")  # the searches' settings, checked now

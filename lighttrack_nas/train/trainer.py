@@ -78,7 +78,6 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"{path}: sampling.head_paths must be an integer >= 1, got {head_paths!r}")
     if "space" not in cfg or "data" not in cfg:
         raise ConfigError(f"{path}: 'space' and 'data' are required")
-    cfg["space"] = str(Path(path).parent / cfg["space"])  # relative to the config file
     return cfg
 
 
