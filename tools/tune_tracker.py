@@ -15,7 +15,6 @@ and OUT/tune.json. Needs Ray: pip install 'ray[tune]'.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.data.sources import load_split
@@ -63,7 +62,7 @@ def main() -> int:
         model = recalibrate_batchnorm(supernet.extract(arch), batches)
     else:
         model = load_tracking_model(args.checkpoint, args.arch)
-    base = TrackerConfig.from_dict(tracker_settings(cfg, Path(args.config).parent, args.tracker))
+    base = TrackerConfig.from_dict(tracker_settings(cfg, args.tracker))
     result = tune_tracker(model, sequences, base, args.samples, args.out, args.workers, args.ray_address, args.seed)
     path = write_tuning(result, args.out, {"config": args.config, "model": args.supernet or args.checkpoint,
                                            "arch": model.arch, "split": split, "sequences": len(sequences)})

@@ -121,7 +121,7 @@ class Evaluator:
     def __init__(self, exp: Experiment):
         self.exp = exp
         self.sequences: list[Sequence] = load_split(exp.nas["data"], exp.settings.split)
-        self.tracker = TrackerConfig.from_dict(tracker_settings(exp.nas, exp.configs))
+        self.tracker = TrackerConfig.from_dict(tracker_settings(exp.nas))
 
     def __call__(self, checkpoint: Path, folder: Path, row: dict[str, Any]) -> dict[str, Any]:
         """Evaluate ``checkpoint`` (fused form, ``latency.threads`` torch threads) and write

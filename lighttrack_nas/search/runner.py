@@ -220,9 +220,9 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def tracker_settings(cfg: dict[str, Any], config_dir: Path, override: str | None = None) -> dict[str, float]:
+def tracker_settings(cfg: dict[str, Any], override: str | None = None) -> dict[str, float]:
     """Tracker hyper-parameters: ``override`` (a YAML path), else the experiment's ``tracker:``
-    (a YAML path relative to the config file, or a mapping), else the defaults."""
+    (a YAML path, already resolved by :func:`~lighttrack_nas.config.load_yaml`, or a mapping), else the defaults."""
     from ..tracker import TrackerConfig
 
     source = override or cfg.get("tracker")
@@ -230,7 +230,7 @@ def tracker_settings(cfg: dict[str, Any], config_dir: Path, override: str | None
         return TrackerConfig().to_dict()
     if isinstance(source, dict):
         return TrackerConfig.from_dict(source, "tracker").to_dict()
-    return TrackerConfig.from_yaml(source if override else config_dir / source).to_dict()
+    return TrackerConfig.from_yaml(source).to_dict()
 
 
 def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flops_budget: str | None = None,
@@ -271,7 +271,7 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
         factory = FitnessSpec(checkpoint=str(Path(supernet).resolve()), data=data, split=settings.split,
                               sequences=settings.val_sequences, calibration_images=settings.calibration_images,
                               calibration_batch=settings.calibration_batch,
-                              tracker=tracker_settings(cfg, Path(config).parent, tracker),
+                              tracker=tracker_settings(cfg, tracker),
                               device=str(cfg.get("device", "auto")), threads=settings.threads)
         factory.prepare_data()
     job = {"strategy": strategy, "seed": seed, "budgets": budgets.to_dict(), "space": net.space.name,

@@ -77,7 +77,7 @@ def retrain(config: str | Path, arch: str, out: str | Path, *, init: str = "scra
         trainer.resume()
         log.info("resumed from %s at iteration %d", trainer.checkpoint_path, trainer.iteration)
     if trainer.rank == 0:  # a wrong split or tracker file fails now, not after training
-        settings = tracker_settings(cfg, Path(config).parent, None if tracker is None else str(tracker))
+        settings = tracker_settings(cfg, None if tracker is None else str(tracker))
         sequences = load_split(cfg["data"], split)
     checkpoint = trainer.train()
     if trainer.rank != 0:
