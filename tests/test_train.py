@@ -279,3 +279,46 @@ def test_two_process_torchrun(micro_config, tmp_path):
     assert state["iteration"] == 4
     record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert record["iteration"] == 4 and np.isfinite(record["loss"])
+
+
+def test_weight_average_is_checkpointed_used_and_resumed(micro_config, tmp_path):
+    """``train.ema_decay``: the checkpoint's ``model`` is the moving average (first step copies, then
+    decay * average + (1 - decay) * weights), the trained weights are ``training_model``, and a run
+    stopped after 5 iterations and resumed ends exactly where an uninterrupted one does."""
+    from lighttrack_nas.models import load_supernet
+
+    decay = 0.75
+    cfg = load_experiment(micro_config, {"train": {"ema_decay": decay}})
+    trainer = SupernetTrainer(cfg, tmp_path / "ref", max_iters=1, progress=False)
+    trainer.train()
+    first = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.stop_at = 2
+    trainer.train()
+    state = _state(tmp_path / "ref" / "checkpoint.pt")
+    assert state["iteration"] == 2 and int(state["ema_updates"]) == 2
+    moved = 0
+    for name, weight in trainer.model.named_parameters():
+        expected = decay * first[name] + (1 - decay) * weight.detach()
+        assert torch.allclose(state["model"][name], expected, atol=1e-6), name
+        assert torch.equal(state["training_model"][name], weight.detach())
+        moved += not torch.equal(first[name], weight.detach())
+    assert moved, "nothing trained: the check above proves nothing"
+    trainer.stop_at = 12
+    trainer.train()
+    reference = _state(tmp_path / "ref" / "checkpoint.pt")
+    loaded = load_supernet(tmp_path / "ref" / "checkpoint.pt").state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in reference["model"].items())
+
+    SupernetTrainer(cfg, tmp_path / "cut", max_iters=5, progress=False).train()
+    resumed = SupernetTrainer(cfg, tmp_path / "cut", progress=False)
+    assert resumed.resume() and resumed.iteration == 5
+    resumed.train()
+    final = _state(tmp_path / "cut" / "checkpoint.pt")
+    for key in ("model", "training_model"):
+        for name, value in reference[key].items():
+            assert (value.float() - final[key][name].float()).abs().max() <= 1e-6, (key, name)
+    with pytest.raises(Exception, match="ema_decay"):
+        load_experiment(micro_config, {"train": {"ema_decay": 1.0}})
+    plain = SupernetTrainer(load_experiment(micro_config), tmp_path / "cut", progress=False)
+    assert plain.resume()  # a config without averaging resumes from the trained weights
+    assert all(torch.equal(plain.model.state_dict()[k], v) for k, v in final["training_model"].items())

@@ -7,9 +7,12 @@ weight-sharing supernet and :class:`SubnetTrainer` trains one architecture stand
 
 For the supernet, one architecture is sampled per iteration (the same on every rank: the sampler is seeded
 identically), the batch runs through that path only, and SGD updates only parameters that received
-gradients, so ops off the path get no momentum and no weight decay. Checkpoints hold the model,
-optimiser, sampler and RNG states and the iteration; they are written atomically, and a run killed
-at any moment resumes from the last one to the same weights as an uninterrupted run.
+gradients, so ops off the path get no momentum and no weight decay. With ``train.ema_decay`` an
+exponential moving average of the weights (``torch.optim.swa_utils.AveragedModel``) is kept beside
+them and is what the checkpoint's ``model`` holds (what every consumer loads); the trained weights go
+to ``training_model``. Checkpoints hold the model, optimiser, sampler and RNG states and the iteration;
+they are written atomically, and a run killed at any moment resumes from the last one to the same
+weights as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ DEFAULT_TRAIN = {
     "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
     "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
     "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
-    "threads": None, "optimizer": "sgd", "channels_last": True,
+    "threads": None, "optimizer": "sgd", "channels_last": True, "ema_decay": 0.0,
 }
 OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
@@ -66,6 +69,9 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     check_keys(cfg["train"], set(DEFAULT_TRAIN), f"{path}: train")
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
+    ema = cfg["train"]["ema_decay"]
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
+        raise ConfigError(f"{path}: train.ema_decay must be a number in [0, 1) (0: no weight averaging), got {ema!r}")
     cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
     check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp", "head_teacher", "distill",
                                  "distill_reg"}, f"{path}: sampling")
@@ -167,6 +173,11 @@ class Trainer:
                                    samples_per_epoch=self.total * tc["batch_size"] * self.world,
                                    max_gap=cfg["data"].get("max_gap", 100), seed=self.seed,
                                    augmentation=cfg["data"].get("augmentation", {}))
+        self.ema = None
+        if tc["ema_decay"]:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(tc["ema_decay"]), use_buffers=False)
         self.iteration, self.skipped = 0, 0
         self.progress = progress and self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
@@ -197,9 +208,15 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": _plain(self.cfg), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "skipped": self.skipped,
-                "torch_rng": torch.get_rng_state(), **self.extra_state()}
+        """The checkpoint: ``model`` holds the weights to use (the moving average when there is one)."""
+        state = {"kind": self.kind, "config": _plain(self.cfg), "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "skipped": self.skipped,
+                 "torch_rng": torch.get_rng_state(), **self.extra_state()}
+        if self.ema is not None:
+            state["training_model"] = state["model"]
+            state["model"] = self.ema.module.state_dict()
+            state["ema_updates"] = self.ema.n_averaged
+        return state
 
     def save(self) -> None:
         """Write the checkpoint atomically (temporary file, fsync, rename); rank 0 only."""
@@ -217,7 +234,13 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         state = read_checkpoint(self.checkpoint_path)
-        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if "training_model" not in state:
+                raise ValueError(f"{self.checkpoint_path}: written without train.ema_decay; resume it with the same "
+                                 "config (ema_decay 0) or start a new run")
+            self.ema.module.load_state_dict(state["model"])
+            self.ema.n_averaged.copy_(state["ema_updates"])
+        self.model.load_state_dict(state.get("training_model", state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.load_extra_state(state)
         self.iteration, self.skipped = int(state["iteration"]), int(state["skipped"])
@@ -255,6 +278,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.train_cfg["grad_clip"])
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def iterate(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
         """One training iteration on ``batch``: next path, learning rate, loss, backward, and the
