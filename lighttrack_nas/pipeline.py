@@ -45,21 +45,30 @@ def stage_train(cfg: dict[str, Any], out: Path, progress: bool = True) -> Path:
 
 
 def stage_evaluate(cfg: dict[str, Any], checkpoint: Path, tracker_yaml: str | Path, calibration_images: int,
-                   val_limit: int | None = None) -> dict[str, Any]:
-    """Largest and median subnets, trained vs untrained supernet, vs the static-box baseline."""
+                   val_limit: int | None = None, split: str = "val",
+                   extra_archs: dict[str, str] | None = None) -> dict[str, Any]:
+    """Weight-sharing quality: the largest and median subnets (and ``extra_archs``, name -> architecture
+    text) of the trained and of an untrained supernet (the config's seed), BatchNorm recalibrated on
+    ``calibration_images`` training pairs, tracked on ``split``, against the static-box baseline."""
     trained = load_supernet(checkpoint)
     torch.manual_seed(int(cfg.get("seed", 0)))
     untrained = build_supernet(experiment_space(cfg))
-    sequences = load_split(cfg["data"], "val", val_limit)
+    sequences = load_split(cfg["data"], split, val_limit)
     calibration = calibration_batches(load_split(cfg["data"], "train"), trained.template_size, trained.search_size,
                                       calibration_images)
     tracker = TrackerConfig.from_yaml(tracker_yaml)
     table = CostTable(trained)
-    report: dict[str, Any] = {"static_baseline": static_baseline(sequences).to_dict(), "sequences": len(sequences)}
-    for name, arch in reference_architectures(trained.space, table.macs).items():
+    archs = reference_architectures(trained.space, table.macs)
+    archs.update({name: trained.space.decode(text) for name, text in (extra_archs or {}).items()})
+    report: dict[str, Any] = {"split": split, "sequences": len(sequences),
+                              "static_baseline": static_baseline(sequences).to_dict()}
+    for name, arch in archs.items():
         row: dict[str, Any] = {"arch": str(arch), "macs": table.macs(arch), "params": table.params(arch)}
         for label, net in (("trained", trained), ("untrained", untrained)):
             row[label] = SubnetEvaluator(net, calibration, sequences, tracker).score(arch).to_dict()
+            log.info("%s subnet, %s supernet: AO %.3f, SR0.5 %.3f (%.1f M MACs)", name, label, row[label]["ao"],
+                     row[label]["sr50"], row["macs"] / 1e6)
+        row["ao_gain"] = row["trained"]["ao"] / max(row["untrained"]["ao"], 1e-9)
         report[name] = row
     return report
 

@@ -48,3 +48,37 @@ def test_main_job_runs_end_to_end_and_skips_finished_stages(micro_config, tmp_pa
     again = json.loads((out / "summary.json").read_text())
     assert again["supernet_eval"] == ev and again["search"] == found  # evaluation and search reused
     assert "train supernet" in again["seconds"] and again["seconds"]["train supernet"] < summary["seconds"]["train supernet"]
+
+
+def test_eval_supernet_tool_scores_reference_and_extra_subnets(micro_config, tmp_path):
+    """The issue-4 measurement tool: a checkpoint of the supernet the config's seed builds scores exactly
+    like the untrained baseline (same weights), and every row is a real score of its own architecture."""
+    import torch
+
+    from lighttrack_nas.data.sources import load_split
+    from lighttrack_nas.models import build_supernet
+    from lighttrack_nas.search.fitness import static_baseline
+    from lighttrack_nas.train import experiment_space, load_experiment
+
+    cfg = load_experiment(micro_config)
+    space = experiment_space(cfg)
+    torch.manual_seed(cfg["seed"])
+    checkpoint = tmp_path / "supernet.pt"
+    torch.save({"kind": "supernet", "space": space.to_dict(), "model": build_supernet(space).state_dict()}, checkpoint)
+    mobile = str(space.presets["lighttrack-mobile"])
+    report_path = tmp_path / "eval.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "eval_supernet.py"), "--config", str(micro_config),
+                             "--supernet", str(checkpoint), "--calibration-images", "4", "--sequences", "1",
+                             "--arch", mobile, "--threads", "1", "--out", str(report_path)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "val" and report["sequences"] == 1
+    assert report["static_baseline"] == static_baseline(load_split(cfg["data"], "val", 1)).to_dict()
+    assert report["arch0"]["arch"] == mobile and set(report) >= {"largest", "median", "arch0"}
+    assert report["largest"]["macs"] >= max(report["median"]["macs"], report["arch0"]["macs"])
+    for name in ("largest", "median", "arch0"):
+        row = report[name]
+        scores = [{k: v for k, v in row[label].items() if k != "fps"} for label in ("trained", "untrained")]
+        assert scores[0] == scores[1] and 0.0 < scores[0]["ao"] < 1.0 and row["ao_gain"] == 1.0
+        assert f"{name:<8} AO {row['trained']['ao']:.3f} trained" in result.stdout

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.cost import CostTable
-from lighttrack_nas.data.sources import load_split
-from lighttrack_nas.models import build_supernet, load_supernet
-from lighttrack_nas.search.fitness import (SubnetEvaluator, calibration_batches, reference_architectures,
-                                           static_baseline)
-from lighttrack_nas.tracker import TrackerConfig
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.pipeline import stage_evaluate
+from lighttrack_nas.train import load_experiment
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,34 +36,21 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_experiment(args.config)
-    trained = load_supernet(args.supernet)
-    space = trained.space
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    untrained = build_supernet(experiment_space(cfg))
-    sequences = load_split(cfg["data"], args.split, args.sequences)
-    calibration = calibration_batches(load_split(cfg["data"], "train"), trained.template_size, trained.search_size,
-                                      args.calibration_images)
-    tracker = TrackerConfig.from_yaml(args.tracker)
-    table = CostTable(trained)
-    archs = reference_architectures(space, table.macs)
-    archs.update({f"arch{i}": space.decode(a) for i, a in enumerate(args.arch)})
-    report = {"split": args.split, "sequences": len(sequences), "static_baseline": static_baseline(sequences).to_dict()}
-    for name, arch in archs.items():
-        row = {"arch": str(arch), "macs": table.macs(arch), "params": table.params(arch)}
-        for label, net in (("trained", trained), ("untrained", untrained)):
-            row[label] = SubnetEvaluator(net, calibration, sequences, tracker).score(arch).to_dict()
-            print(f"{name:<8} {label:<9} AO {row[label]['ao']:.3f}  SR0.5 {row[label]['sr50']:.3f}  "
-                  f"SR0.75 {row[label]['sr75']:.3f}  ({row['macs'] / 1e6:.1f} M MACs)", flush=True)
-        row["ao_gain"] = row["trained"]["ao"] / max(row["untrained"]["ao"], 1e-9)
-        report[name] = row
-    print(f"static baseline  AO {report['static_baseline']['ao']:.3f}  SR0.5 {report['static_baseline']['sr50']:.3f}")
+    report = stage_evaluate(cfg, Path(args.supernet), args.tracker, args.calibration_images, args.sequences,
+                            args.split, {f"arch{i}": text for i, text in enumerate(args.arch)})
+    print(f"{report['sequences']} {args.split} sequences; static baseline: AO {report['static_baseline']['ao']:.3f}, "
+          f"SR0.5 {report['static_baseline']['sr50']:.3f}")
+    for name, row in report.items():
+        if isinstance(row, dict) and "trained" in row:
+            print(f"{name:<8} AO {row['trained']['ao']:.3f} trained, {row['untrained']['ao']:.3f} untrained "
+                  f"({row['ao_gain']:.1f}x), SR0.5 {row['trained']['sr50']:.3f}, {row['macs'] / 1e6:.1f} M MACs  "
+                  f"[{row['arch']}]")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: (v["trained"]["ao"], v["untrained"]["ao"]) if isinstance(v, dict) and "trained" in v else v
-                      for k, v in report.items() if k != "static_baseline"}))
     return 0
 
 
