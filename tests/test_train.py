@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lighttrack_nas.config import ConfigError
 from lighttrack_nas.models import path_parameters
 from lighttrack_nas.train import (PathSampler, SupernetTrainer, TrainingError, balanced_bce, iou_loss,
                                   learning_rate, load_experiment)
@@ -93,6 +94,24 @@ def test_frozen_backbone_is_left_out_of_the_graph(micro_config, tmp_path):
     assert not any(p.requires_grad for p in frozen.backbone_params)
     assert all(torch.equal(p, k) for p, k in zip(frozen.backbone_params, kept))
     assert not {id(p) for p in frozen.backbone_params} & {id(p) for p in frozen.optimizer.state}
+
+
+def test_backbone_before_train_from_stays_frozen(micro_config, tmp_path):
+    cfg = load_experiment(micro_config, {"train": {"freeze_backbone_epochs": 0, "epochs": 1, "iters_per_epoch": 2,
+                                                   "train_backbone_from": "layers.1"}})
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    early = {n for n in before if n.startswith(("stem.", "layers.0."))}
+    assert early and not early & changed
+    assert not any(p.requires_grad for n, p in trainer.model.named_parameters() if n in early)
+    assert any(n.startswith("layers.") for n in changed) and any(not n.startswith(("stem.", "layers.")) for n in changed)
+    assert {id(p) for p in trainer.backbone_params} == {id(p) for n, p in trainer.model.named_parameters()
+                                                        if n.startswith("layers.") and n not in early}
+    bad = load_experiment(micro_config, {"train": {"train_backbone_from": "blocks.3"}})
+    with pytest.raises(ConfigError, match=r"train_backbone_from.*'blocks.3'.*stem\.0, stem\.1, layers\.0"):
+        SupernetTrainer(bad, tmp_path / "bad", progress=False)
 
 
 def test_off_path_parameters_get_no_update(micro_config, tmp_path):

@@ -50,7 +50,7 @@ DEFAULT_TRAIN = {
     "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
     "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
     "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
-    "threads": None, "optimizer": "sgd", "channels_last": True, "ema_decay": 0.0,
+    "threads": None, "optimizer": "sgd", "channels_last": True, "ema_decay": 0.0, "train_backbone_from": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
@@ -117,6 +117,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def split_backbone(model: torch.nn.Module, train_from: str | None) -> tuple[list[torch.nn.Parameter],
+                                                                        list[torch.nn.Parameter]]:
+    """(always frozen, trainable) backbone parameters. With ``train_from`` (a parameter-name prefix, e.g.
+    ``layers.6``) the backbone parameters before the first one so named stay frozen for the whole run."""
+    ids = {id(p) for p in model.backbone_parameters()}
+    named = [(n, p) for n, p in model.named_parameters() if id(p) in ids]
+    if train_from is None:
+        return [], [p for _, p in named]
+    start = next((i for i, (n, _) in enumerate(named) if n.startswith(train_from)), None)
+    if start is None:
+        modules = list(dict.fromkeys(".".join(n.split(".")[:2]) for n, _ in named))
+        raise ConfigError(f"train.train_backbone_from: no backbone parameter is named {train_from!r}...; "
+                          f"the backbone's modules in order: {', '.join(modules)}")
+    return [p for _, p in named[:start]], [p for _, p in named[start:]]
+
+
 def training_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.memory_format:
     """Channels-last when asked for and every spatial (k > 1) feature convolution has channel counts that
     are multiples of 8 (an RGB input and the 1- and 4-map predictors excepted).
@@ -158,8 +174,10 @@ class Trainer:
         self.total = tc["epochs"] * tc["iters_per_epoch"]
         self.stop_at = min(self.total, max_iters) if max_iters else self.total
         self.accumulate = int(cfg["sampling"].get("accumulate", 1))
-        self.backbone_params = list(self.model.backbone_parameters())
-        backbone_ids = {id(p) for p in self.backbone_params}
+        frozen, self.backbone_params = split_backbone(self.model, tc["train_backbone_from"])
+        for p in frozen:
+            p.requires_grad_(False)
+        backbone_ids = {id(p) for p in frozen + self.backbone_params}
         head = [p for p in self.model.parameters() if id(p) not in backbone_ids]
         groups = [{"params": self.backbone_params, "lr_mult": tc["backbone_lr_mult"]}, {"params": head, "lr_mult": 1.0}]
         if tc["optimizer"] == "adamw":
