@@ -119,16 +119,16 @@ def peak_rss_mb() -> float:
 
 def split_backbone(model: torch.nn.Module, train_from: str | None) -> tuple[list[torch.nn.Parameter],
                                                                         list[torch.nn.Parameter]]:
-    """(always frozen, trainable) backbone parameters. With ``train_from`` (a parameter-name prefix, e.g.
-    ``layers.6``) the backbone parameters before the first one so named stay frozen for the whole run."""
+    """(always frozen, trainable) backbone parameters. With ``train_from`` (a module path, e.g. ``layers.6``)
+    the backbone parameters before the first one inside that module stay frozen for the whole run."""
     ids = {id(p) for p in model.backbone_parameters()}
     named = [(n, p) for n, p in model.named_parameters() if id(p) in ids]
     if train_from is None:
         return [], [p for _, p in named]
-    start = next((i for i, (n, _) in enumerate(named) if n.startswith(train_from)), None)
+    start = next((i for i, (n, _) in enumerate(named) if n == train_from or n.startswith(train_from + ".")), None)
     if start is None:
         modules = list(dict.fromkeys(".".join(n.split(".")[:2]) for n, _ in named))
-        raise ConfigError(f"train.train_backbone_from: no backbone parameter is named {train_from!r}...; "
+        raise ConfigError(f"train.train_backbone_from: no backbone parameter lies in {train_from!r}; "
                           f"the backbone's modules in order: {', '.join(modules)}")
     return [p for _, p in named[:start]], [p for _, p in named[start:]]
 
