@@ -45,15 +45,16 @@ def stage_train(cfg: dict[str, Any], out: Path, progress: bool = True) -> Path:
 
 
 def stage_evaluate(cfg: dict[str, Any], checkpoint: Path, tracker_yaml: str | Path, calibration_images: int,
-                   val_limit: int | None = None, split: str = "val",
+                   limit: int | None = None, split: str = "val",
                    extra_archs: dict[str, str] | None = None) -> dict[str, Any]:
     """Weight-sharing quality: the largest and median subnets (and ``extra_archs``, name -> architecture
     text) of the trained and of an untrained supernet (the config's seed), BatchNorm recalibrated on
-    ``calibration_images`` training pairs, tracked on ``split``, against the static-box baseline."""
+    ``calibration_images`` training pairs, tracked on the first ``limit`` sequences of ``split`` (all with
+    None), against the static-box baseline."""
     trained = load_supernet(checkpoint)
     torch.manual_seed(int(cfg.get("seed", 0)))
     untrained = build_supernet(experiment_space(cfg))
-    sequences = load_split(cfg["data"], split, val_limit)
+    sequences = load_split(cfg["data"], split, limit)
     calibration = calibration_batches(load_split(cfg["data"], "train"), trained.template_size, trained.search_size,
                                       calibration_images)
     tracker = TrackerConfig.from_yaml(tracker_yaml)
