@@ -1,11 +1,18 @@
-"""The main job (tools/demo.py's pipeline) end to end on a micro config, and its resumption."""
+"""The main job (tools/demo.py's pipeline) end to end on a micro config, its resumption, and its
+supernet-evaluation stage as tools/eval_supernet.py runs it."""
 import json
 import subprocess
 import sys
 
+import torch
 import yaml
 from conftest import ROOT
 from test_compare import micro_compare
+
+from lighttrack_nas.data.sources import load_split
+from lighttrack_nas.models import build_supernet
+from lighttrack_nas.search.fitness import static_baseline
+from lighttrack_nas.train import experiment_space, load_experiment
 
 MICRO_SEARCH = {"population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
                 "calibration_batch": 4, "val_sequences": 1, "finalists": 2, "budgets": {"latency": "1s"},
@@ -53,13 +60,6 @@ def test_main_job_runs_end_to_end_and_skips_finished_stages(micro_config, tmp_pa
 def test_eval_supernet_tool_scores_reference_and_extra_subnets(micro_config, tmp_path):
     """The issue-4 measurement tool: a checkpoint of the supernet the config's seed builds scores exactly
     like the untrained baseline (same weights), and every row is a real score of its own architecture."""
-    import torch
-
-    from lighttrack_nas.data.sources import load_split
-    from lighttrack_nas.models import build_supernet
-    from lighttrack_nas.search.fitness import static_baseline
-    from lighttrack_nas.train import experiment_space, load_experiment
-
     cfg = load_experiment(micro_config)
     space = experiment_space(cfg)
     torch.manual_seed(cfg["seed"])
