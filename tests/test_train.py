@@ -114,6 +114,33 @@ def test_backbone_before_train_from_stays_frozen(micro_config, tmp_path):
         SupernetTrainer(bad, tmp_path / "bad", progress=False)
 
 
+def test_training_crops_may_differ_from_the_tracking_crop(micro_config, tmp_path):
+    """train.search_size: the fully convolutional supernet trains on 64 crops, tracks (and is costed) at 96."""
+    from lighttrack_nas.models import load_supernet
+    from lighttrack_nas.train import tracking_loss
+
+    cfg = load_experiment(micro_config, {"space_settings": {"search_size": 96},
+                                         "train": {"search_size": 64, "epochs": 1, "iters_per_epoch": 2}})
+    trainer = SupernetTrainer(cfg, tmp_path, progress=False)
+    m, tc = trainer.model, cfg["train"]
+    assert (m.search_size, m.score_size, trainer.search_size) == (96, 6, 64)
+    batch = {k: torch.stack([trainer.dataset[i][k] for i in range(4)]) for k in ("template", "search", "search_box")}
+    assert batch["search"].shape[-2:] == (64, 64)
+    trainer.next_path()
+    m.train()
+    got = trainer.losses(batch)
+    cls, reg = m(batch["template"], batch["search"])
+    assert cls.shape[-1] == 64 // m.stride
+    at_64, at_96 = (tracking_loss(cls, reg, batch["search_box"], size, m.stride, tc["label_radius_px"],
+                                  tc["reg_loss_weight"])["loss"] for size in (64, 96))
+    assert torch.allclose(got["loss"], at_64, atol=1e-6) and not torch.allclose(at_64, at_96, atol=1e-3)
+    assert load_supernet(trainer.train()).search_size == 96
+    for bad in (70, 0, "64"):
+        with pytest.raises(ConfigError, match="train.search_size must be a positive multiple of the model's stride"):
+            SupernetTrainer(load_experiment(micro_config, {"train": {"search_size": bad}}), tmp_path / "bad",
+                            progress=False)
+
+
 def test_off_path_parameters_get_no_update(micro_config, tmp_path):
     cfg = load_experiment(micro_config, {"train": {"freeze_backbone_epochs": 0, "epochs": 1, "iters_per_epoch": 1}})
     trainer = SupernetTrainer(cfg, tmp_path, progress=False)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from lighttrack_nas.config import ConfigError
 from lighttrack_nas.cost import count_tracking_model
 from lighttrack_nas.data.sources import load_split
 from lighttrack_nas.models import build_model, load_tracking_model
@@ -121,3 +122,13 @@ def test_a_vit_trains_with_its_own_loss_and_tracks_from_its_checkpoint(micro_con
     tracker.init(sequence.load_frame(0), sequence.boxes[0])
     box, score = tracker.update(sequence.load_frame(1))
     assert np.isfinite(box).all() and box[2] > 0 and 0.0 <= score <= 1.0
+
+
+def test_a_vit_trains_only_at_the_search_size_it_tracks_at(micro_config, tmp_path):
+    cfg = yaml.safe_load(Path(micro_config).read_text())
+    cfg["model"] = MICRO_VIT
+    cfg["train"]["search_size"] = 32   # its positional embeddings are laid out for 64 / 16 = 4 x 4 tokens
+    path = tmp_path / "vit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="tracks at search_size 64 and is not fully convolutional"):
+        BaselineTrainer(load_experiment(path), tmp_path / "run", progress=False)

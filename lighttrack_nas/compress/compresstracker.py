@@ -227,14 +227,14 @@ class CompressTrainer(Trainer):
         stages = [[m.blocks[i]] if student else teacher
                   for i, (student, teacher) in enumerate(zip(self.use_student, self.teacher_stages))]
         cls, reg, outputs = run_stages(m, stages, z, x)
-        parts = model_loss(m, cls, reg, batch["search_box"], self.train_cfg)
+        parts = model_loss(m, cls, reg, batch["search_box"], self.train_cfg, self.search_size)
         if s.guidance or s.mimic:
             with torch.no_grad():
                 t_cls, t_reg, t_outputs = run_stages(self.teacher, self.teacher_stages, z, x)
         if s.guidance:
-            guide = box_losses(peak_boxes(cls, reg, m.search_size, m.stride),
-                               peak_boxes(t_cls, t_reg, m.search_size, m.stride),
-                               torch.ones(cls.shape[0], device=cls.device), m.search_size)
+            guide = box_losses(peak_boxes(cls, reg, self.search_size, m.stride),
+                               peak_boxes(t_cls, t_reg, self.search_size, m.stride),
+                               torch.ones(cls.shape[0], device=cls.device), self.search_size)
             parts["guidance"] = s.guidance_giou * guide["giou"] + s.guidance_l1 * guide["l1"]
         if s.mimic:
             n = m.score_size ** 2

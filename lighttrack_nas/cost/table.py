@@ -42,6 +42,14 @@ class PathTable:
         return table
 
     def fill(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...]) -> None:
+        was_training = supernet.training
+        supernet.eval()   # the shape walk below must not touch BatchNorm running statistics
+        try:
+            self._fill(supernet, measure, branches)
+        finally:
+            supernet.train(was_training)
+
+    def _fill(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...]) -> None:
         self.measure_fn = measure
         net, shapes = supernet, {}
         with torch.no_grad():

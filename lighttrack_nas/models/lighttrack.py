@@ -96,6 +96,7 @@ class CachedTemplate(nn.Module):
     template_size: int
     search_size: int
     backbone_prefixes: tuple[str, ...] = ("backbone.",)
+    fully_convolutional = False   # True: any search-crop size works (no positional embeddings fix it)
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the feature extractor (trained with the backbone learning-rate multiplier)."""
@@ -123,6 +124,8 @@ class CachedTemplate(nn.Module):
 
 class TrackingNet(CachedTemplate):
     """Shared forward logic of the Siamese families; subclasses provide the parts of the current path."""
+
+    fully_convolutional = True
 
     def _parts(self) -> tuple[nn.Module, PositionNorm, nn.Module, nn.Module, nn.Module, int]:
         """(backbone, position norm, neck, cls tower, reg tower, stride) of the current path."""

@@ -126,12 +126,14 @@ def ostrack_loss(cls: torch.Tensor, reg: torch.Tensor, boxes: torch.Tensor, sear
 
 
 def model_loss(model: torch.nn.Module, cls: torch.Tensor, reg: torch.Tensor, boxes: torch.Tensor,
-               train_cfg: dict) -> dict[str, torch.Tensor]:
-    """The loss of ``model``'s family (its ``loss`` attribute: ``lighttrack`` by default, or ``ostrack``)."""
+               train_cfg: dict, search_size: int | None = None) -> dict[str, torch.Tensor]:
+    """The loss of ``model``'s family (its ``loss`` attribute: ``lighttrack`` by default, or ``ostrack``) on
+    search crops of side ``search_size`` (default: the model's own)."""
     name = getattr(model, "loss", "lighttrack")
+    search_size = search_size or model.search_size
     if name == "ostrack":
-        return ostrack_loss(cls, reg, boxes, model.search_size, model.stride)
+        return ostrack_loss(cls, reg, boxes, search_size, model.stride)
     if name == "lighttrack":
-        return tracking_loss(cls, reg, boxes, model.search_size, model.stride, train_cfg["label_radius_px"],
+        return tracking_loss(cls, reg, boxes, search_size, model.stride, train_cfg["label_radius_px"],
                              train_cfg["reg_loss_weight"])
     raise ValueError(f"{type(model).__name__}.loss: {name!r} is not one of ['lighttrack', 'ostrack']")

@@ -51,6 +51,7 @@ DEFAULT_TRAIN = {
     "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
     "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
     "threads": None, "optimizer": "sgd", "channels_last": True, "ema_decay": 0.0, "train_backbone_from": None,
+    "search_size": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
@@ -133,6 +134,22 @@ def split_backbone(model: torch.nn.Module, train_from: str | None) -> tuple[list
     return [p for _, p in named[:start]], [p for _, p in named[start:]]
 
 
+def training_search_size(model: torch.nn.Module, size: Any) -> int:
+    """The side of the training search crops: ``train.search_size``, or the model's own search size (the
+    crop it tracks at, which its costs count) when that is None. A fully convolutional model may train on
+    crops of another size than it tracks at; a model whose positional embeddings fix the size may not."""
+    if size is None:
+        return int(model.search_size)
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % model.stride:
+        raise ConfigError(f"train.search_size must be a positive multiple of the model's stride {model.stride} "
+                          f"(or null: the model's search_size {model.search_size}), got {size!r}")
+    if size != model.search_size and not model.fully_convolutional:
+        raise ConfigError(f"train.search_size {size}: {type(model).__name__} tracks at search_size "
+                          f"{model.search_size} and is not fully convolutional (its positional embeddings fix "
+                          f"the size); set train.search_size to null or {model.search_size}")
+    return size
+
+
 def training_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.memory_format:
     """Channels-last when asked for and every spatial (k > 1) feature convolution has channel counts that
     are multiples of 8 (an RGB input and the 1- and 4-map predictors excepted).
@@ -169,6 +186,7 @@ class Trainer:
             torch.set_num_threads(int(tc["threads"]))
         torch.manual_seed(self.seed)
         model = self.build_model()
+        self.search_size = training_search_size(model, tc["search_size"])
         self.memory_format = training_memory_format(model, tc["channels_last"])
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.total = tc["epochs"] * tc["iters_per_epoch"]
@@ -187,7 +205,7 @@ class Trainer:
                                              weight_decay=tc["weight_decay"])
         sequences = load_split(cfg["data"], "train")
         m = self.model
-        self.dataset = PairDataset(sequences, m.template_size, m.search_size,
+        self.dataset = PairDataset(sequences, m.template_size, self.search_size,
                                    samples_per_epoch=self.total * tc["batch_size"] * self.world,
                                    max_gap=cfg["data"].get("max_gap", 100), seed=self.seed,
                                    augmentation=cfg["data"].get("augmentation", {}))
@@ -211,7 +229,7 @@ class Trainer:
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss parts of one batch (``template``, ``search``, ``search_box``) on the current path."""
         cls, reg = self.model(batch["template"], batch["search"])
-        return model_loss(self.model, cls, reg, batch["search_box"], self.train_cfg)
+        return model_loss(self.model, cls, reg, batch["search_box"], self.train_cfg, self.search_size)
 
     def extra_state(self) -> dict[str, Any]:
         """What a subclass adds to the checkpoint."""
@@ -405,7 +423,7 @@ class SupernetTrainer(Trainer):
         def head_loss(arch: Architecture) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
             m.set_arch(arch)
             cls, reg = m.predict(features)
-            return tracking_loss(cls, reg, batch["search_box"], m.search_size, m.stride, tc["label_radius_px"],
+            return tracking_loss(cls, reg, batch["search_box"], self.search_size, m.stride, tc["label_radius_px"],
                                  tc["reg_loss_weight"]), (cls, reg)
 
         parts, maps = zip(*(head_loss(arch) for arch in heads))
@@ -419,7 +437,7 @@ class SupernetTrainer(Trainer):
         out["distill"] = distill
         if self.distill_reg:
             # the teacher's boxes at every cell inside the target box: denser than the label's positive cells
-            inside = build_targets(batch["search_box"], m.search_size, teacher_reg.shape[-1], m.stride)[2]
+            inside = build_targets(batch["search_box"], self.search_size, teacher_reg.shape[-1], m.stride)[2]
             box_distill = torch.stack([iou_loss(reg, teacher_reg.detach(), inside) for _, reg in maps]).mean()
             out["loss"] = out["loss"] + self.distill_reg * box_distill
             out["distill_reg"] = box_distill
