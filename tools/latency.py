@@ -8,7 +8,7 @@
   --lut LUT --validate N measure N random subnets: fraction predicted within +-10 %, RMSE, and a
                          predicted-vs-measured PNG (--plot)
   --sample N             measure N uniformly sampled subnets: median and quartiles of their latency and
-                         MACs (e.g. to set a search's latency budget; --crops 80 160 as the tiny preset trains)
+                         MACs (e.g. to set a search's latency budget; --crops 80 192 as the tiny preset tracks)
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=0, metavar="N",
                    help="measure N uniformly sampled subnets of --space (seed --seed): median and quartiles")
     p.add_argument("--crops", type=int, nargs=2, metavar=("TEMPLATE", "SEARCH"),
-                   help="template and search crop sizes instead of the space's (experiments/supernet_tiny.yaml: 80 160)")
+                   help="template and search crop sizes instead of the space's (experiments/supernet_tiny.yaml: 80 192)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the LUT's, else 1)")
     p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="runtime to measure in (default: the LUT's backend, else torch)")

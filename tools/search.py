@@ -2,7 +2,7 @@
 """Evolutionary (or random) architecture search on a trained supernet under budgets.
 
   python tools/search.py --config experiments/search_tiny.yaml --supernet runs/supernet/checkpoint.pt \\
-      --out runs/search --flops-budget 100M --latency-budget 16ms --threads 1
+      --out runs/search --flops-budget 145M --latency-budget 20ms --threads 1
 
 Each candidate inherits the supernet's weights, gets its BatchNorm statistics recalibrated on a
 fixed set of training crops and tracks the val split; fitness = (AO + SR0.5) / 2. Every number of
