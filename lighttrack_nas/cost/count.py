@@ -7,6 +7,8 @@ the template features cached; the template branch is reported separately.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -30,17 +32,23 @@ class Cost:
         return asdict(self)
 
 
-def fvcore_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
-    """fvcore's count of ``module(*inputs)`` (eval mode, no gradients)."""
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block (BatchNorm statistics untouched), then back in the mode it had."""
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
-            analysis = FlopCountAnalysis(module, inputs)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-            return int(analysis.total())
+        yield module
     finally:
         module.train(was_training)
+
+
+def fvcore_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """fvcore's count of ``module(*inputs)`` (eval mode, no gradients)."""
+    with eval_mode(module), torch.no_grad():
+        analysis = FlopCountAnalysis(module, inputs)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        return int(analysis.total())
 
 
 class _Head(nn.Module):
@@ -66,18 +74,13 @@ def count_tracking_model(model: nn.Module) -> Cost:
     eval mode (``model`` is left in the mode it had). ``parts`` holds each top-level child's MACs and params."""
     z = torch.zeros(1, 3, model.template_size, model.template_size)
     x = torch.zeros(1, 3, model.search_size, model.search_size)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            zf = model.template_features(z)
-            analysis = FlopCountAnalysis(_Head(model), (zf, x))
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-            macs = int(analysis.total())
-            by_module = analysis.by_module()
-            template_macs = fvcore_macs(_Template(model), z)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        zf = model.template_features(z)
+        analysis = FlopCountAnalysis(_Head(model), (zf, x))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        macs = int(analysis.total())
+        by_module = analysis.by_module()
+        template_macs = fvcore_macs(_Template(model), z)
     parts = {name: {"macs": int(by_module.get(f"model.{name}", 0)), "params": sum(p.numel() for p in child.parameters())}
              for name, child in model.named_children()}
     return Cost(macs=macs, params=sum(p.numel() for p in model.parameters()), template_macs=template_macs, parts=parts)

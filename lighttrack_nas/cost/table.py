@@ -17,7 +17,7 @@ from ..models.choice import WidthSlice
 from ..models.lighttrack import LightTrackSupernet
 from ..models.ops import Skip
 from ..space.space import Architecture
-from .count import Cost, fvcore_macs
+from .count import Cost, eval_mode, fvcore_macs
 
 Measure = Callable[..., float]
 PARTS = ("backbone", "neck", "head")
@@ -42,47 +42,40 @@ class PathTable:
         return table
 
     def fill(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...]) -> None:
-        was_training = supernet.training
-        supernet.eval()   # the shape walk below must not touch BatchNorm running statistics
-        try:
-            self._fill(supernet, measure, branches)
-        finally:
-            supernet.train(was_training)
-
-    def _fill(self, supernet: LightTrackSupernet, measure: Measure, branches: tuple[str, ...]) -> None:
         self.measure_fn = measure
-        net, shapes = supernet, {}
-        with torch.no_grad():
-            for branch in branches:
-                size = net.search_size if branch == "x" else net.template_size
-                t = torch.zeros(1, 3, size, size)
-                self.entries[("stem", branch)] = self._value(net.stem, t)
-                t = net.stem(t)
-                for i, layer in enumerate(net.layers):
-                    for op, module in layer.candidates.items():
-                        self.entries[("layer", i, op, branch)] = self._value(module, t)
-                    t = next(iter(layer.candidates.values()))(t)
-                    shapes[(branch, i)] = t.shape
-        for value, pos in net.positions.items():
-            norm, neck = net.position_norms[value], net.necks[str(pos.stride)]
-            xs, side = shapes[("x", pos.layer)], net.template_size // pos.stride
-            zs = torch.Size((1, pos.channels, side, side))
-            self.entries[("neck", value, "x")] = self._value(norm.search, torch.zeros(xs)) + \
-                self._value(neck, torch.zeros(zs), torch.zeros(xs))
-            if "z" in branches:
-                self.entries[("neck", value, "z")] = self._value(norm.template, torch.zeros(zs))
-        neck_channels = next(iter(net.necks.values())).adjust.out_channels
-        for kind in ("cls", "reg"):
-            for width, candidate in net.towers[kind].candidates.items():
-                tower = _tower(candidate)
-                for j, module in enumerate(tower):
-                    ops = module.candidates if hasattr(module, "candidates") else {"predictor": module}
-                    in_ch = neck_channels if j == 0 else tower[-1].conv.in_channels
-                    for op, m in ops.items():
-                        for stride in {p.stride for p in net.positions.values()}:
-                            side = net.search_size // stride
-                            self.entries[("tower", kind, width, j, op, stride)] = \
-                                0.0 if isinstance(m, Skip) else self._value(m, torch.zeros(1, in_ch, side, side))
+        with eval_mode(supernet):   # the shape walk must not touch BatchNorm running statistics
+            net, shapes = supernet, {}
+            with torch.no_grad():
+                for branch in branches:
+                    size = net.search_size if branch == "x" else net.template_size
+                    t = torch.zeros(1, 3, size, size)
+                    self.entries[("stem", branch)] = self._value(net.stem, t)
+                    t = net.stem(t)
+                    for i, layer in enumerate(net.layers):
+                        for op, module in layer.candidates.items():
+                            self.entries[("layer", i, op, branch)] = self._value(module, t)
+                        t = next(iter(layer.candidates.values()))(t)
+                        shapes[(branch, i)] = t.shape
+            for value, pos in net.positions.items():
+                norm, neck = net.position_norms[value], net.necks[str(pos.stride)]
+                xs, side = shapes[("x", pos.layer)], net.template_size // pos.stride
+                zs = torch.Size((1, pos.channels, side, side))
+                self.entries[("neck", value, "x")] = self._value(norm.search, torch.zeros(xs)) + \
+                    self._value(neck, torch.zeros(zs), torch.zeros(xs))
+                if "z" in branches:
+                    self.entries[("neck", value, "z")] = self._value(norm.template, torch.zeros(zs))
+            neck_channels = next(iter(net.necks.values())).adjust.out_channels
+            for kind in ("cls", "reg"):
+                for width, candidate in net.towers[kind].candidates.items():
+                    tower = _tower(candidate)
+                    for j, module in enumerate(tower):
+                        ops = module.candidates if hasattr(module, "candidates") else {"predictor": module}
+                        in_ch = neck_channels if j == 0 else tower[-1].conv.in_channels
+                        for op, m in ops.items():
+                            for stride in {p.stride for p in net.positions.values()}:
+                                side = net.search_size // stride
+                                self.entries[("tower", kind, width, j, op, stride)] = \
+                                    0.0 if isinstance(m, Skip) else self._value(m, torch.zeros(1, in_ch, side, side))
 
     def _value(self, module: nn.Module, *inputs: torch.Tensor) -> float:
         key = (repr(module), tuple(tuple(t.shape) for t in inputs))
