@@ -144,25 +144,20 @@ def test_grayscale_files_and_unknown_augmentation_key(sequences):
         _dataset([seq], augmentation={"colour": 0.5})
 
 
-def test_wide_search_scale_draws_a_fraction_of_crops_from_a_wider_size_jitter(sequences):
-    fixed = {"template_shift": 0, "template_scale": 0, "search_shift": 0, **NO_PHOTOMETRIC}
-    s_z = np.sqrt(44 * 36)
-    usual = 24 * 32 / s_z                            # the target's width in the 64 px crop without jitter
 
-    def widths(**aug):
-        ds = _dataset(sequences, samples_per_epoch=200, augmentation={**fixed, **aug})
+def test_search_scale_sets_the_range_of_target_sizes_and_bad_values_are_named(sequences):
+    fixed = {"template_shift": 0, "template_scale": 0, "search_shift": 0, **NO_PHOTOMETRIC}
+    usual = 24 * 32 / np.sqrt(44 * 36)                # the target's width in the 64 px crop without jitter
+
+    def widths(scale):
+        ds = _dataset(sequences, samples_per_epoch=200, augmentation={**fixed, "search_scale": scale})
         return np.array([float(ds[i]["search_box"][2] - ds[i]["search_box"][0]) for i in range(200)]) / usual
 
-    narrow = widths(search_scale=0.1)
-    assert np.all((narrow > 1 / 1.1 - 1e-4) & (narrow < 1 / 0.9 + 1e-4))
-    wide = widths(search_scale=0.0, search_scale_wide=0.5, search_scale_wide_prob=1.0)
-    assert np.all((wide > 1 / 1.5 - 1e-4) & (wide < 1 / 0.5 + 1e-4)) and wide.max() > 1.6 and wide.min() < 0.75
-    mixed = widths(search_scale=0.0, search_scale_wide=0.5, search_scale_wide_prob=0.3)
-    jittered = np.abs(mixed - 1) > 1e-4             # only the wide crops change the size
-    assert 0.2 < jittered.mean() < 0.4
-    # probability 0 draws nothing extra: the same pairs as a config without the keys
-    assert _equal(_dataset(sequences)[3], _dataset(sequences, augmentation={"search_scale_wide": 0.5})[3])
-    with pytest.raises(ConfigError, match="search_scale_wide_prob"):
-        _dataset(sequences, augmentation={"search_scale_wide_prob": 1.5})
-    with pytest.raises(ConfigError, match="search_scale_wide must be in"):
-        _dataset(sequences, augmentation={"search_scale_wide": 1.0})
+    for scale in (0.1, 0.4):                        # crop side times 1 + U(-s, s): the target's size over it
+        w = widths(scale)
+        assert w.min() > 1 / (1 + scale) - 1e-4 and w.max() < 1 / (1 - scale) + 1e-4
+        assert w.min() < 1 / (1 + 0.8 * scale) and w.max() > 1 / (1 - 0.8 * scale)
+    with pytest.raises(ConfigError, match="search_scale must be in"):
+        _dataset(sequences, augmentation={"search_scale": 1.0})
+    with pytest.raises(ConfigError, match="gray is a probability"):
+        _dataset(sequences, augmentation={"gray": -0.1})

@@ -7,9 +7,7 @@ batches as a single process, and a resumed run sees the same data.
 Augmentation (``augmentation`` dict, defaults in :data:`DEFAULT_AUGMENTATION`): the crop window is
 jittered so that the target centre moves by up to ``*_shift`` crop pixels along each axis and its
 size changes by a factor in ``1 +- *_scale``; shifts are given at LightTrack's 128/256 crops and
-scaled with the configured crop sizes. With probability ``search_scale_wide_prob`` a search crop's
-factor is drawn from ``1 +- search_scale_wide`` instead: a few crops whose target is much larger or
-smaller than usual make the box regression measure the target rather than predict its usual size. Then, per crop, colour jitter (probability ``color``,
+scaled with the configured crop sizes. Then, per crop, colour jitter (probability ``color``,
 brightness/contrast/saturation factors in ``1 +- color_strength``) and Gaussian blur (probability
 ``blur``), and for the pair together, conversion to grayscale (probability ``gray``).
 """
@@ -34,8 +32,6 @@ DEFAULT_AUGMENTATION: dict[str, float] = {
     "template_scale": 0.05,
     "search_shift": 64.0,      # crop pixels at a 256 search crop
     "search_scale": 0.18,
-    "search_scale_wide": 0.0,  # size jitter of the wide crops ...
-    "search_scale_wide_prob": 0.0,  # ... drawn with this probability per search crop (0: none)
     "color": 1.0,              # probability of colour jitter, per crop
     "color_strength": 0.2,
     "blur": 0.1,               # probability of Gaussian blur, per crop
@@ -69,10 +65,10 @@ class PairDataset(Dataset):
             raise ValueError("PairDataset: need max_gap >= 0, samples_per_epoch >= 1 and max_attempts >= 1")
         check_keys(augmentation or {}, set(DEFAULT_AUGMENTATION), "augmentation")
         self.aug = {**DEFAULT_AUGMENTATION, **{k: float(v) for k, v in (augmentation or {}).items()}}
-        for key in ("template_scale", "search_scale", "search_scale_wide"):
+        for key in ("template_scale", "search_scale"):
             if not 0.0 <= self.aug[key] < 1.0:
                 raise ConfigError(f"augmentation {key} must be in [0, 1) (crop side times 1 +- it), got {self.aug[key]}")
-        for key in ("color", "blur", "gray", "search_scale_wide_prob"):
+        for key in ("color", "blur", "gray"):
             if not 0.0 <= self.aug[key] <= 1.0:
                 raise ConfigError(f"augmentation {key} is a probability in [0, 1], got {self.aug[key]}")
         self.template_size, self.search_size = int(template_size), int(search_size)
@@ -156,10 +152,7 @@ class PairDataset(Dataset):
         a = self.aug
         z_win = self._window(z_box, self.template_size, REFERENCE_TEMPLATE, a["template_shift"],
                              a["template_scale"], rng)
-        search_scale = a["search_scale"]
-        if a["search_scale_wide_prob"] > 0 and rng.random() < a["search_scale_wide_prob"]:
-            search_scale = a["search_scale_wide"]
-        x_win = self._window(x_box, self.search_size, REFERENCE_SEARCH, a["search_shift"], search_scale, rng)
+        x_win = self._window(x_box, self.search_size, REFERENCE_SEARCH, a["search_shift"], a["search_scale"], rng)
         z = self._photometric(crop(z_img, z_win), rng)
         x = self._photometric(crop(x_img, x_win), rng)
         if rng.random() < a["gray"]:
