@@ -176,7 +176,8 @@ def test_init_validation():
 
 
 def test_config_yaml_defaults_and_errors(tmp_path):
-    assert TrackerConfig.from_yaml(ROOT / "experiments" / "tracker.yaml") == TrackerConfig()
+    # the shipped file: LightTrack's defaults except the size update rate tuned on the generated data
+    assert TrackerConfig.from_yaml(ROOT / "experiments" / "tracker.yaml") == TrackerConfig(lr=0.2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("penalty_k: 0.007\nwindow_influnce: 0.2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*window_influnce"):
