@@ -144,7 +144,6 @@ def test_grayscale_files_and_unknown_augmentation_key(sequences):
         _dataset([seq], augmentation={"colour": 0.5})
 
 
-
 def test_search_scale_sets_the_range_of_target_sizes_and_bad_values_are_named(sequences):
     fixed = {"template_shift": 0, "template_scale": 0, "search_shift": 0, **NO_PHOTOMETRIC}
     usual = 24 * 32 / np.sqrt(44 * 36)                # the target's width in the 64 px crop without jitter
@@ -161,3 +160,5 @@ def test_search_scale_sets_the_range_of_target_sizes_and_bad_values_are_named(se
         _dataset(sequences, augmentation={"search_scale": 1.0})
     with pytest.raises(ConfigError, match="gray is a probability"):
         _dataset(sequences, augmentation={"gray": -0.1})
+    with pytest.raises(ConfigError, match="search_shift must be a number, got '40px'"):
+        _dataset(sequences, augmentation={"search_shift": "40px"})

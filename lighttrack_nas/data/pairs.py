@@ -64,7 +64,11 @@ class PairDataset(Dataset):
         if max_gap < 0 or samples_per_epoch < 1 or max_attempts < 1:
             raise ValueError("PairDataset: need max_gap >= 0, samples_per_epoch >= 1 and max_attempts >= 1")
         check_keys(augmentation or {}, set(DEFAULT_AUGMENTATION), "augmentation")
-        self.aug = {**DEFAULT_AUGMENTATION, **{k: float(v) for k, v in (augmentation or {}).items()}}
+        self.aug = dict(DEFAULT_AUGMENTATION)
+        for key, value in (augmentation or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"augmentation {key} must be a number, got {value!r}")
+            self.aug[key] = float(value)
         for key in ("template_scale", "search_scale"):
             if not 0.0 <= self.aug[key] < 1.0:
                 raise ConfigError(f"augmentation {key} must be in [0, 1) (crop side times 1 +- it), got {self.aug[key]}")
