@@ -6,8 +6,10 @@ import sys
 import pytest
 
 from lighttrack_nas.cost import CostTable, count_tracking_model
+from lighttrack_nas.cost.latency import LatencyTable
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.space import get_format
+from lighttrack_nas.train import experiment_space, load_experiment
 
 from conftest import ROOT
 
@@ -35,6 +37,14 @@ def test_counting_leaves_the_model_mode_alone(tiny, tiny_space):
         sub.train(mode)
         count_tracking_model(sub)
         assert all(m.training is mode for m in sub.modules())
+
+
+def test_latency_table_leaves_the_supernet_mode_alone(micro_config):
+    net = build_supernet(experiment_space(load_experiment(micro_config)))
+    for mode in (True, False):
+        net.train(mode)
+        LatencyTable.build(net, min_run_time=0.001, fit_subnets=0)
+        assert all(m.training is mode for m in net.modules())
 
 
 def test_cost_grows_with_the_architecture(tiny, tiny_space):

@@ -96,10 +96,9 @@ class LatencyTable:
               backend: str = "torch") -> "LatencyTable":
         """Measure every candidate once, then fit ``measured = scale x sum + overhead`` by least squares
         on ``fit_subnets`` random subnets (ops timed alone run at another speed than in a chain; with
-        fewer than 3 subnets only the overhead is fitted).
+        fewer than 3 subnets only the overhead is fitted); the supernet keeps its train / eval mode.
         ``onnxruntime``: each candidate is exported on its own (a few seconds each)."""
         _check_backend(backend)
-        supernet.eval()
 
         def measure(module: nn.Module, *inputs: torch.Tensor) -> float:
             if progress:
@@ -110,18 +109,23 @@ class LatencyTable:
                 return time_call(onnx_runner(module, inputs, threads), threads, min_run_time).median
             return time_call(lambda: module(*inputs), threads, min_run_time).median
 
-        paths = PathTable.measure(supernet, measure)
-        rng = np.random.default_rng(seed)
-        sums, measured = [], []
-        for _ in range(fit_subnets):
-            arch = supernet.space.sample(rng)
-            measured.append(network_latency(supernet.extract(arch), threads, backend=backend).median)
-            sums.append(paths.total(arch))
-        scale, overhead = 1.0, float(np.median(np.subtract(measured, sums))) if sums else 0.0
-        if len(sums) >= 3 and np.ptp(sums) > 0:
-            scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
-        meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
-                "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
+        was_training = supernet.training
+        supernet.eval()
+        try:
+            paths = PathTable.measure(supernet, measure)
+            rng = np.random.default_rng(seed)
+            sums, measured = [], []
+            for _ in range(fit_subnets):
+                arch = supernet.space.sample(rng)
+                measured.append(network_latency(supernet.extract(arch), threads, backend=backend).median)
+                sums.append(paths.total(arch))
+            scale, overhead = 1.0, float(np.median(np.subtract(measured, sums))) if sums else 0.0
+            if len(sums) >= 3 and np.ptp(sums) > 0:
+                scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
+            meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
+                    "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
+        finally:
+            supernet.train(was_training)
         table = cls(paths.entries, overhead, meta, scale)
         table._paths = paths
         return table
