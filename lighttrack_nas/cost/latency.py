@@ -27,7 +27,7 @@ from torch.utils import benchmark
 from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
-from ..space.space import Architecture
+from .count import eval_mode
 from .table import PathTable
 
 BACKENDS = ("torch", "onnxruntime")
@@ -109,9 +109,7 @@ class LatencyTable:
                 return time_call(onnx_runner(module, inputs, threads), threads, min_run_time).median
             return time_call(lambda: module(*inputs), threads, min_run_time).median
 
-        was_training = supernet.training
-        supernet.eval()
-        try:
+        with eval_mode(supernet):
             paths = PathTable.measure(supernet, measure)
             rng = np.random.default_rng(seed)
             sums, measured = [], []
@@ -119,13 +117,11 @@ class LatencyTable:
                 arch = supernet.space.sample(rng)
                 measured.append(network_latency(supernet.extract(arch), threads, backend=backend).median)
                 sums.append(paths.total(arch))
-            scale, overhead = 1.0, float(np.median(np.subtract(measured, sums))) if sums else 0.0
-            if len(sums) >= 3 and np.ptp(sums) > 0:
-                scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
-            meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
-                    "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
-        finally:
-            supernet.train(was_training)
+        scale, overhead = 1.0, float(np.median(np.subtract(measured, sums))) if sums else 0.0
+        if len(sums) >= 3 and np.ptp(sums) > 0:
+            scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
+        meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
+                "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
         table = cls(paths.entries, overhead, meta, scale)
         table._paths = paths
         return table
