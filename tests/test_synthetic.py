@@ -1,8 +1,10 @@
 """The synthetic generator: determinism, split hygiene, exact labels, the CLI and ensure_dataset."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -140,6 +142,20 @@ def test_ensure_dataset_reuses_a_complete_generation(tmp_path, monkeypatch):
     monkeypatch.undo()
     ensure_dataset(tmp_path, "val", workers=1, **{**MICRO, "frames": 4})
     assert len(open_dataset("got10k", tmp_path, "val")[0]) == 4 and tree(root / "val") != before
+
+
+def test_a_split_made_with_other_image_libraries_is_reused_with_a_warning(tmp_path, monkeypatch, caplog):
+    ensure_dataset(tmp_path, "val", workers=1, **MICRO)
+    marker = tmp_path / "val" / synthetic.MARKER
+    recorded = json.loads(marker.read_text())
+    assert recorded["libraries"] == synthetic.image_libraries() and recorded["libraries"]["opencv"] == cv2.__version__
+    monkeypatch.setattr(synthetic, "generate_dataset", lambda *a, **k: pytest.fail("regenerated"))
+    ensure_dataset(tmp_path, "val", workers=1, **MICRO)
+    assert not caplog.records
+    marker.write_text(json.dumps({**recorded, "libraries": {**recorded["libraries"], "opencv": "4.0.0"}}))
+    with caplog.at_level("WARNING", logger=synthetic.__name__):
+        ensure_dataset(tmp_path, "val", workers=1, **MICRO)
+    assert "'opencv': '4.0.0'" in caplog.text and str(tmp_path / "val") in caplog.text
 
 
 def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -34,6 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .sequence import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
@@ -712,6 +715,18 @@ def _parameters(split: str, sequences: int, frames: int, seed: int, size: tuple[
             "frames": frames, "seed": seed, "size": list(size)}
 
 
+def image_libraries() -> dict[str, str]:
+    """Versions of the libraries whose output ends up in the frames (photographs, warps, JPEG coding).
+
+    Recorded in each split's completion marker: a different version can change the frames' bytes,
+    so results on data generated elsewhere are only comparable when these agree.
+    """
+    import PIL
+    import skimage
+    return {"opencv": cv2.__version__, "scikit-image": skimage.__version__, "numpy": np.__version__,
+            "pillow": PIL.__version__}
+
+
 def generate_dataset(out: str | Path, split: str, sequences: int, frames: int, seed: int,
                      size: tuple[int, int] = (640, 480), workers: int | None = None) -> Path:
     """Write ``sequences`` synthetic sequences of ``frames`` frames to ``out/<split>`` (GOT-10k layout).
@@ -749,7 +764,8 @@ def generate_dataset(out: str | Path, split: str, sequences: int, frames: int, s
         bar.close()
         names = [sequence_name(split, i) for i in range(sequences)]
         (partial / "list.txt").write_text("\n".join(names) + "\n")
-        (partial / MARKER).write_text(json.dumps(_parameters(split, sequences, frames, seed, size), indent=1))
+        marker = {**_parameters(split, sequences, frames, seed, size), "libraries": image_libraries()}
+        (partial / MARKER).write_text(json.dumps(marker, indent=1))
         if final.exists():
             stale = Path(tempfile.mkdtemp(prefix=f".{split}.old-", dir=root))
             final.rename(stale / split)
@@ -768,14 +784,20 @@ def ensure_dataset(root: str | Path, split: str, sequences: int, frames: int, se
     """Return ``root`` once ``root/<split>`` holds a complete generation with these parameters.
 
     Generates (see :func:`generate_dataset`) only when the completion marker is missing or
-    records different parameters.
+    records different parameters; a split made with other image-library versions
+    (:func:`image_libraries`) is reused with a warning naming them.
     """
     marker = Path(root) / split / MARKER
     wanted = _parameters(split, sequences, frames, seed, (int(size[0]), int(size[1])))
     if marker.is_file():
         try:
-            if json.loads(marker.read_text()) == wanted:
-                return Path(root)
+            found = json.loads(marker.read_text())
         except json.JSONDecodeError:
-            pass
+            found = None
+        if isinstance(found, dict) and {k: v for k, v in found.items() if k != "libraries"} == wanted:
+            made_with, here = found.get("libraries"), image_libraries()
+            if made_with is not None and made_with != here:
+                log.warning("%s was generated with %s; this environment has %s: a fresh generation here may "
+                            "give other frames (delete the folder to regenerate)", marker.parent, made_with, here)
+            return Path(root)
     return generate_dataset(root, split, sequences, frames, seed, size, workers)
