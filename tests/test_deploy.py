@@ -12,7 +12,8 @@ from torch import nn
 from lighttrack_nas.cost.latency import network_latency
 from lighttrack_nas.data.sequence import Sequence
 from lighttrack_nas.deploy import BACKENDS, FusedTrackingNet, fuse, inference_model
-from lighttrack_nas.deploy.onnx import OnnxTrackingModel, onnx_runner, template_path
+from lighttrack_nas.deploy.onnx import OnnxTrackingModel, export_branches, onnx_runner, template_path
+from lighttrack_nas.deploy.quantize import CalibrationError, calibration_crops, check_crops, quantize_branches
 from lighttrack_nas.models import build_supernet, load_tracking_model
 from lighttrack_nas.models.ops import MBConv
 from lighttrack_nas.tracker import Tracker
@@ -138,7 +139,7 @@ def test_tracker_backends_give_the_same_boxes(exported, tmp_path):
     results = {"training form": Tracker(model).track_sequence(seq)[0],
                "torch": Tracker(inference_model(model, "torch")).track_sequence(seq)[0],
                "onnxruntime": Tracker(OnnxTrackingModel.load(out)).track_sequence(seq)[0]}
-    assert set(BACKENDS) <= set(results)
+    assert set(BACKENDS) - {"onnxruntime-int8"} <= set(results)   # int8: test_int8_backend_tracks_like_float
     for name, boxes in results.items():
         assert boxes.shape == (len(seq), 4) and np.isfinite(boxes).all()
         np.testing.assert_allclose(boxes, results["training form"], atol=1e-3, err_msg=name)
@@ -152,3 +153,46 @@ def test_latency_harness_times_onnxruntime(exported):
     assert run()[0].shape == (1, 8, 16, 16)
     with pytest.raises(ValueError, match="backend"):
         network_latency(runtime, backend="tflite")
+
+
+def test_int8_backend_tracks_like_float(supernet, tmp_path):
+    """The int8 export (calibrated on crops of the sequence's own frames, as from a train split) keeps
+    its geometry, runs quantised ops, and tracks the moving square as the float model does."""
+    import onnx
+
+    seq = _moving_square_sequence(tmp_path, frames=8)
+    sub = supernet.extract(supernet.space.decode(ARCH)).eval()
+    crops = calibration_crops([seq], sub.template_size, sub.search_size, count=8)
+    assert len(crops) == 8 and crops[0][0].shape == (1, 3, sub.template_size, sub.template_size)
+    graphs = export_branches(fuse(sub))
+    template, frame = quantize_branches(*graphs, crops)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in frame.graph.node}
+    assert template == graphs[0]   # the template branch stays float
+    onnx.save(template, template_path(tmp_path / "int8.onnx"))
+    onnx.save(frame, tmp_path / "int8.onnx")
+    runtime = OnnxTrackingModel.load(tmp_path / "int8.onnx")
+    assert runtime.precision == "int8" and runtime.score_size == sub.score_size
+    float_boxes = Tracker(OnnxTrackingModel(*graphs)).track_sequence(seq)[0]
+    int8_boxes = Tracker(runtime).track_sequence(seq)[0]
+    assert np.isfinite(int8_boxes).all()
+    print("max int8 - float box difference (px):", np.abs(int8_boxes - float_boxes).max())
+    assert np.abs(int8_boxes - float_boxes).max() <= 2.0   # pixels, on a 28-pixel target
+    assert not np.allclose(int8_boxes[1:], float_boxes[1:], atol=1e-6)   # it really is another network
+
+
+def test_int8_calibration_errors_are_named(supernet, tmp_path):
+    sub = supernet.extract(supernet.space.decode(ARCH))
+    with pytest.raises(CalibrationError, match="needs calibration crops"):
+        inference_model(sub, "onnxruntime-int8")
+    with pytest.raises(CalibrationError, match="empty"):
+        check_crops([], sub.template_size, sub.search_size)
+    z, x = _crops(sub, batch=1)
+    with pytest.raises(CalibrationError, match=r"calibration crop 1: template \(1, 3, 32, 32\)"):
+        check_crops([(z, x), (z[..., :32, :32], x)], sub.template_size, sub.search_size)
+    with pytest.raises(CalibrationError, match="at least 1"):
+        calibration_crops([_moving_square_sequence(tmp_path)], sub.template_size, sub.search_size, count=0)
+    with pytest.raises(CalibrationError, match="no sequences"):
+        calibration_crops([], sub.template_size, sub.search_size, count=4)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), "--arch", ARCH, "--int8",
+                           "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--int8 needs --data" in proc.stderr and not list(tmp_path.glob("*.onnx"))

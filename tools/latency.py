@@ -5,8 +5,11 @@
   --checkpoint CKPT      measure a checkpoint's network: a stand-alone one (e.g. a dense or pruned
                          cnn from tools/train_baseline.py / tools/prune.py), a subnet, or --arch of a supernet
   --lut LUT --arch ARCH  also print the LUT's prediction
-  --lut LUT --validate N measure N random subnets: fraction predicted within +-10 %, RMSE, and a
-                         predicted-vs-measured PNG (--plot)
+  --lut LUT --validate N time N random subnets twice, interleaved: the noise floor (how often the
+                         second timing is within +-10 % of the first, their Spearman) beside the
+                         predictor's error against the first (within +-10 %, Spearman, RMSE), and a
+                         predicted-vs-measured PNG (--plot). LUT: a table or a regression model
+                         (tools/build_latency_lut.py --predictor lut|regression)
   --sample N             measure N uniformly sampled subnets: median and quartiles of their latency and
                          MACs (e.g. to set a search's latency budget; --crops 80 192 as the tiny preset tracks)
 """
@@ -21,8 +24,9 @@ from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost import CostTable
-from lighttrack_nas.cost.latency import (BACKENDS, LatencyTable, latency_result, measure_random_subnets,
-                                         network_latency, validate_table)
+from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_random_subnets, network_latency,
+                                         validate_table)
+from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
 
@@ -30,7 +34,7 @@ from lighttrack_nas.models import build_supernet, load_space, load_tracking_mode
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
-    p.add_argument("--lut", help="latency table from tools/build_latency_lut.py")
+    p.add_argument("--lut", help="latency predictor (table or regression) from tools/build_latency_lut.py")
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
     p.add_argument("--checkpoint", help="measure this checkpoint's network (see above)")
     p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
@@ -67,8 +71,10 @@ def plot_validation(result: dict, png: str) -> None:
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="+-10 %")
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.scatter(meas, pred, s=14)
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted by LUT (ms)",
-           title=f"{result['within_10pct']:.0%} within +-10 %, RMSE {result['rmse_ms']:.2f} ms")
+    ax.scatter(meas, [p["remeasured_ms"] for p in result["pairs"]], s=10, marker="x", c="0.5",
+               label=f"timed again (floor: {result['noise_floor']['within_10pct']:.0%} within +-10 %)")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted (ms)",
+           title=f"{result['within_10pct']:.0%} within +-10 %, Spearman {result['spearman']:.3f}")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
@@ -92,7 +98,7 @@ def main() -> int:
     if args.crops:
         space.settings.update(template_size=args.crops[0], search_size=args.crops[1])
     supernet = build_supernet(space)
-    table = LatencyTable.load(args.lut).bind(supernet) if args.lut else None
+    table = load_latency_predictor(args.lut).bind(supernet) if args.lut else None
     threads = args.threads or (table.meta["threads"] if table else 1)
     backend = args.backend or (table.meta.get("backend", "torch") if table else "torch")
     out: dict = {"machine": describe_machine(), "threads": threads, "backend": backend}
@@ -105,7 +111,7 @@ def main() -> int:
         if table:
             out["predicted_ms"] = table.predict(arch) * 1e3
     if args.validate:
-        with tqdm(total=args.validate, desc="measuring subnets") as bar:
+        with tqdm(total=2 * args.validate, desc="timing subnets twice") as bar:
             result = validate_table(table, supernet, args.validate, threads, args.seed, progress=lambda i: bar.update(1))
         out["validation"] = result
         if args.plot:
@@ -123,8 +129,11 @@ def main() -> int:
             print(f"predicted by LUT: {out['predicted_ms']:.2f} ms")
     if "validation" in out:
         v = out["validation"]
-        print(f"LUT on {v['count']} random subnets: {v['within_10pct']:.0%} within +-10 %, RMSE {v['rmse_ms']:.3f} ms, "
-              f"mean |error| {v['mean_abs_rel_error']:.1%}")
+        f = v["noise_floor"]
+        print(f"{v['count']} random subnets timed twice ({backend}): noise floor {f['within_10pct']:.0%} within +-10 %, "
+              f"Spearman {f['spearman']:.3f}, mean |difference| {f['mean_abs_rel_error']:.1%}")
+        print(f"predictor vs the first timing: {v['within_10pct']:.0%} within +-10 %, Spearman {v['spearman']:.3f}, "
+              f"RMSE {v['rmse_ms']:.3f} ms, mean |error| {v['mean_abs_rel_error']:.1%}")
     if "sample" in out:
         v = out["sample"]
         print(f"{v['count']} random subnets: latency median {v['median_ms']:.2f} ms (quartiles {v['q25_ms']:.2f} / "

@@ -17,6 +17,7 @@ import logging
 import time
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cost.latency import BACKENDS as LATENCY_BACKENDS
 from lighttrack_nas.search.evolution import STRATEGIES
 from lighttrack_nas.search.runner import run_search
 
@@ -35,6 +36,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lut", help="latency table from tools/build_latency_lut.py (default: built now into OUT with "
                                  "--latency-budget; with --lut alone every candidate gets a predicted latency)")
     p.add_argument("--device", default="cpu", choices=["cpu"], help="latency device (default: %(default)s)")
+    p.add_argument("--backend", default="torch", choices=LATENCY_BACKENDS,
+                   help="runtime whose per-frame latency --latency-budget limits: torch (fused form), onnxruntime "
+                        "(float32) or onnxruntime-int8 (quantised); the latency predictor is built for it and the "
+                        "finalists are measured in it (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for latency tables and measurements (default: %(default)s)")
     p.add_argument("--workers", type=int, help="score candidates on N local Ray workers (started on demand); "
@@ -59,7 +64,8 @@ def main() -> int:
                         params_budget=args.params_budget, latency_budget=args.latency_budget, lut=args.lut,
                         threads=args.threads, workers=args.workers, ray_address=args.ray_address, resume=args.resume,
                         strategy=args.strategy, seed=args.seed, tracker=args.tracker,
-                        max_generations=args.max_generations, progress=not args.no_progress)
+                        max_generations=args.max_generations, progress=not args.no_progress,
+                        latency_backend=args.backend)
     wall = time.perf_counter() - start
     if "finalists" not in result:
         print(f"stopped after generation {result['generations']} ({result['evaluations']} candidates); "
@@ -75,7 +81,7 @@ def main() -> int:
     predicted = f"{best['latency_pred_ms']:.2f} ms predicted, " if best["latency_pred_ms"] is not None else ""
     print(f"best: fitness {best['fitness']:.4f} (AO {best['ao']:.3f}, SR0.5 {best['sr50']:.3f}), "
           f"{best['macs'] / 1e6:.2f} M MACs, {best['params'] / 1e6:.3f} M params, "
-          f"{predicted}{best['latency_ms']:.2f} ms measured ({args.threads} thread(s))")
+          f"{predicted}{best['latency_ms']:.2f} ms measured ({args.backend}, {args.threads} thread(s))")
     print(f"  {best['arch']}")
     print(f"wrote {args.out}/best.json, candidates.jsonl, pareto.csv, pareto.png")
     return 0

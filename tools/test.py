@@ -57,8 +57,16 @@ def parse_args() -> argparse.Namespace:
                    help="result layout: got10k (NAME/<seq>/<seq>_001.txt) or otb (NAME/<seq>.txt) "
                         "(default: %(default)s)")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="network runtime: torch (the fused inference form) or onnxruntime (that form exported "
-                        "to ONNX and run by ONNX Runtime); results agree up to float rounding (default: %(default)s)")
+                   help="network runtime: torch (the fused inference form), onnxruntime (that form exported "
+                        "to ONNX and run by ONNX Runtime; results agree up to float rounding) or onnxruntime-int8 "
+                        "(the per-frame graph quantised to int8, calibrated on --calibration crops) "
+                        "(default: %(default)s)")
+    p.add_argument("--calibration", type=int, default=128, metavar="N",
+                   help="onnxruntime-int8: tracking crop pairs that calibrate the activation ranges "
+                        "(default: %(default)s)")
+    p.add_argument("--calibration-split", default="train",
+                   help="onnxruntime-int8: the split of --root (same --dataset layout) the calibration crops "
+                        "come from; never the split being tracked (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")
@@ -69,6 +77,11 @@ def parse_args() -> argparse.Namespace:
         args.split = "val"
     if args.threads < 1 or (args.sequences is not None and args.sequences < 1):
         p.error("--threads and --sequences must be >= 1")
+    if args.backend == "onnxruntime-int8":
+        if args.calibration < 1:
+            p.error(f"--calibration {args.calibration}: need at least 1 crop pair")
+        if args.calibration_split == args.split:
+            p.error(f"--calibration-split {args.calibration_split} is the split being tracked: calibrate on another")
     return args
 
 
@@ -84,7 +97,14 @@ def main() -> int:
         sequences = sequences[:args.sequences]
     if not sequences:
         raise ValueError(f"{args.root}: no sequences found for --dataset {args.dataset} --split {args.split}")
-    model = inference_model(load_tracking_model(args.checkpoint, args.arch, args.space), args.backend, args.threads)
+    model = load_tracking_model(args.checkpoint, args.arch, args.space)
+    calibration = None
+    if args.backend == "onnxruntime-int8":
+        from lighttrack_nas.deploy.quantize import calibration_crops
+
+        calibration = calibration_crops(open_dataset(args.dataset, args.root, args.calibration_split),
+                                        model.template_size, model.search_size, args.calibration)
+    model = inference_model(model, args.backend, args.threads, calibration)
     tracker = Tracker(model, config)
     folder = Path(args.out) / args.name
     frames, seconds = 0, 0.0

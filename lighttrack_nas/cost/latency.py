@@ -7,8 +7,10 @@ a linear calibration fitted on a few whole subnets; predicted latency = scale x 
 + overhead.
 
 Backends (``BACKENDS``): ``torch`` runs the modules as given; ``onnxruntime`` exports them to ONNX
-and times ONNX Runtime (whole subnets in their fused inference form, as the tracker deploys them),
-so a search can target the deployment runtime.
+and times ONNX Runtime (whole subnets in their fused inference form, as the tracker deploys them);
+``onnxruntime-int8`` times that export with its graph quantised to int8 (calibrated on random
+crops: the speed of an int8 graph does not depend on its ranges). So a search can target the
+deployment runtime. :mod:`.predictor` fits a predictor on whole subnets instead of summing ops.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from ..space.space import Architecture
 from .count import eval_mode
 from .table import PathTable
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 
 
 @dataclass
@@ -67,20 +69,33 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"unknown latency backend {backend!r}; choose from {list(BACKENDS)}")
 
 
-def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.5, backend: str = "torch") -> Latency:
-    """Per-frame network time of a tracking model: ``track(x)`` with the template cached.
-    ``onnxruntime``: the model's fused form exported and run by ONNX Runtime on ``threads`` threads."""
+def deployed(model: nn.Module, backend: str = "torch", threads: int = 1) -> nn.Module:
+    """``model`` as ``backend`` runs it when timed: as given (torch), or its fused form exported to ONNX
+    Runtime, float or int8 (calibrated on random crops, which leaves its speed as it is)."""
     _check_backend(backend)
-    if backend == "onnxruntime":
-        from ..deploy import inference_model
+    if backend == "torch":
+        return model.eval()
+    from ..deploy import inference_model
+    from ..deploy.quantize import random_crops
 
-        model = inference_model(model, backend, threads)
+    calibration = random_crops(model.template_size, model.search_size) if backend == "onnxruntime-int8" else None
+    return inference_model(model, backend, threads, calibration)
+
+
+def time_tracking(model: nn.Module, threads: int = 1, min_run_time: float = 0.5) -> Latency:
+    """Per-frame time of a ready tracking model: ``track(x)`` with the template cached."""
     model.eval()
     z = torch.randn(1, 3, model.template_size, model.template_size)
     x = torch.randn(1, 3, model.search_size, model.search_size)
     with torch.inference_mode():
         model.template(z)
     return time_call(lambda: model.track(x), threads, min_run_time)
+
+
+def network_latency(model: nn.Module, threads: int = 1, min_run_time: float = 0.5, backend: str = "torch") -> Latency:
+    """Per-frame network time of a tracking model: ``track(x)`` with the template cached, run by
+    ``backend`` (:func:`deployed`) on ``threads`` threads."""
+    return time_tracking(deployed(model, backend, threads), threads, min_run_time)
 
 
 class LatencyTable:
@@ -103,10 +118,11 @@ class LatencyTable:
         def measure(module: nn.Module, *inputs: torch.Tensor) -> float:
             if progress:
                 progress(type(module).__name__)
-            if backend == "onnxruntime":
+            if backend != "torch":
                 from ..deploy.onnx import onnx_runner
 
-                return time_call(onnx_runner(module, inputs, threads), threads, min_run_time).median
+                runner = onnx_runner(module, inputs, threads, int8=backend == "onnxruntime-int8")
+                return time_call(runner, threads, min_run_time).median
             return time_call(lambda: module(*inputs), threads, min_run_time).median
 
         with eval_mode(supernet):
@@ -160,30 +176,66 @@ class LatencyTable:
             raise ValueError(f"{path}: not a latency table ({err})") from None
 
 
+def time_subnets(supernet: LightTrackSupernet, archs: list[Architecture], threads: int = 1, backend: str = "torch",
+                 rounds: int = 1, min_run_time: float = 0.5, progress: Callable[[int], None] | None = None
+                 ) -> np.ndarray:
+    """Median seconds per frame of every architecture, ``rounds`` times: ``(rounds, len(archs))``.
+    Each subnet is prepared once; with several rounds they are all kept ready and timed round by
+    round (interleaved), so round-to-round differences show the machine's own noise."""
+    ready: list[nn.Module] = []
+    out = np.zeros((rounds, len(archs)))
+    for i, arch in enumerate(archs):
+        model = deployed(supernet.extract(arch), backend, threads)
+        out[0, i] = time_tracking(model, threads, min_run_time).median
+        if rounds > 1:
+            ready.append(model)
+        if progress:
+            progress(i)
+    for r in range(1, rounds):
+        for i, model in enumerate(ready):
+            out[r, i] = time_tracking(model, threads, min_run_time).median
+            if progress:
+                progress(r * len(archs) + i)
+    return out
+
+
+def random_architectures(supernet: LightTrackSupernet, count: int, seed: int) -> list[Architecture]:
+    """``count`` uniformly sampled architectures of the supernet's space (generator seeded by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    return [supernet.space.sample(rng) for _ in range(count)]
+
+
 def measure_random_subnets(supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
                            backend: str = "torch", progress: Callable[[int], None] | None = None
                            ) -> list[tuple[Architecture, float]]:
     """``count`` uniformly sampled architectures (seed ``seed``) and their measured median seconds per frame."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        arch = supernet.space.sample(rng)
-        out.append((arch, network_latency(supernet.extract(arch), threads, backend=backend).median))
-        if progress:
-            progress(i)
-    return out
+    archs = random_architectures(supernet, count, seed)
+    return list(zip(archs, time_subnets(supernet, archs, threads, backend, progress=progress)[0].tolist()))
 
 
-def validate_table(table: LatencyTable, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
-                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Measure ``count`` random subnets; fraction predicted within +-10 %, RMSE, and the pairs."""
-    measured = measure_random_subnets(supernet, count, threads, seed, table.meta.get("backend", "torch"), progress)
-    pairs = [(table.predict(arch), seconds, str(arch)) for arch, seconds in measured]
-    pred, meas = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    rel = np.abs(pred - meas) / meas
-    return {"count": count, "within_10pct": float(np.mean(rel <= 0.10)), "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2)) * 1e3),
-            "mean_abs_rel_error": float(rel.mean()), "pairs": [{"predicted_ms": p * 1e3, "measured_ms": m * 1e3, "arch": a}
-                                                               for p, m, a in pairs]}
+def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """How well ``predicted`` matches ``measured`` seconds: the share within +-10 %, Spearman's rank
+    correlation, the mean absolute relative error and the RMSE (ms)."""
+    from scipy.stats import spearmanr
+
+    rel = np.abs(predicted - measured) / measured
+    rho = float(spearmanr(predicted, measured)[0]) if len(measured) > 2 else float("nan")
+    return {"within_10pct": float(np.mean(rel <= 0.10)), "spearman": rho, "mean_abs_rel_error": float(rel.mean()),
+            "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2)) * 1e3)}
+
+
+def validate_table(table: Any, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
+                   progress: Callable[[int], None] | None = None, min_run_time: float = 0.5) -> dict[str, Any]:
+    """Time ``count`` random subnets twice, interleaved, with the table's backend. The noise floor is
+    how well the second timing agrees with the first; the predictor (``table.predict``: a
+    :class:`LatencyTable` or a fitted :class:`~lighttrack_nas.cost.predictor.LatencyModel`) is scored
+    against the first, taken the same way."""
+    archs = random_architectures(supernet, count, seed)
+    times = time_subnets(supernet, archs, threads, table.meta.get("backend", "torch"), 2, min_run_time, progress)
+    pred = np.array([table.predict(arch) for arch in archs])
+    return {"count": count, **agreement(pred, times[0]), "noise_floor": agreement(times[1], times[0]),
+            "pairs": [{"predicted_ms": p * 1e3, "measured_ms": m * 1e3, "remeasured_ms": m2 * 1e3, "arch": str(a)}
+                      for p, m, m2, a in zip(pred, times[0], times[1], archs)]}
 
 
 def latency_result(lat: Latency) -> dict[str, Any]:

@@ -168,3 +168,15 @@ class PairDataset(Dataset):
             "search_box": torch.from_numpy(x_win.to_crop(xywh_to_xyxy(x_box)).astype(np.float32)),
             "skipped": torch.tensor(skipped, dtype=torch.int64),
         }
+
+
+def calibration_batches(sequences: list[Sequence], template_size: int, search_size: int, images: int,
+                        batch_size: int = 32, seed: int = 12345) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed set of ``images`` training pairs (no augmentation beyond the crop), in batches."""
+    data = PairDataset(sequences, template_size, search_size, samples_per_epoch=images, max_gap=50, seed=seed,
+                       augmentation={"color": 0.0, "blur": 0.0, "gray": 0.0})
+    batches = []
+    for start in range(0, images, batch_size):
+        items = [data[i] for i in range(start, min(images, start + batch_size))]
+        batches.append((torch.stack([it["template"] for it in items]), torch.stack([it["search"] for it in items])))
+    return batches

@@ -8,8 +8,9 @@ Two graphs per model (batch 1, static shapes, exported by ``torch.onnx.export(dy
 - frame graph ``<name>.onnx``: ``x (1, 3, S, S), zf0, zf1, ...`` -> ``cls (1, 1, H, W)``,
   ``reg (1, 4, H, W)``, run per frame.
 
-Both record ``template_size``, ``search_size``, ``stride`` and ``arch`` in their metadata, so
-:class:`OnnxTrackingModel` needs nothing but the files (and ONNX Runtime) to track.
+Both record ``template_size``, ``search_size``, ``stride`` and ``arch`` in their metadata (an int8
+frame graph also ``precision: int8``), so :class:`OnnxTrackingModel` needs nothing but the files
+(and ONNX Runtime) to track.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from ..evaluate.results import atomic_write
 from ..models.lighttrack import TrackingNet
 
 OPTIMIZATION_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -97,13 +99,19 @@ def export_branches(model: TrackingNet) -> tuple[onnx.ModelProto, onnx.ModelProt
     return template, frame
 
 
-def export_onnx(model: TrackingNet, path: str | Path) -> tuple[Path, Path]:
-    """Write the template graph to ``template_path(path)`` and the frame graph to ``path``."""
+def export_onnx(model: TrackingNet, path: str | Path,
+                calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[Path, Path]:
+    """Write the template graph to ``template_path(path)`` and the frame graph to ``path`` (each
+    atomically); with ``calibration`` crops the frame graph is quantised to int8 first
+    (:func:`~lighttrack_nas.deploy.quantize.quantize_branches`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     template, frame = export_branches(model)
-    onnx.save(template, template_path(path))
-    onnx.save(frame, path)
+    if calibration is not None:
+        from .quantize import quantize_branches
+
+        template, frame = quantize_branches(template, frame, calibration)
+    for graph, target in ((template, template_path(path)), (frame, path)):
+        atomic_write(target, graph.SerializeToString())
     return template_path(path), path
 
 
@@ -153,6 +161,7 @@ class OnnxTrackingModel(nn.Module):
         self.template_size, self.search_size, self.stride = (int(meta[k]) for k in GEOMETRY)
         self.score_size = self.search_size // self.stride
         self.arch = meta.get("arch", "")
+        self.precision = meta.get("precision", "float32")
         self._names = [o.name for o in self.template_session.get_outputs()]
         self._zf: dict[str, np.ndarray] | None = None
 
@@ -160,11 +169,6 @@ class OnnxTrackingModel(nn.Module):
     def load(cls, path: str | Path, threads: int = 1, optimization: str = "all") -> "OnnxTrackingModel":
         """Open ``path`` (frame graph) and ``template_path(path)``."""
         return cls(template_path(path), path, threads, optimization)
-
-    @classmethod
-    def from_model(cls, model: TrackingNet, threads: int = 1, optimization: str = "all") -> "OnnxTrackingModel":
-        """Export ``model`` in memory (no files) and open both graphs."""
-        return cls(*export_branches(model), threads=threads, optimization=optimization)
 
     def template_features(self, z: torch.Tensor) -> dict[str, np.ndarray]:
         return dict(zip(self._names, self.template_session.run(None, {"z": _numpy(z)})))
@@ -187,17 +191,24 @@ class OnnxTrackingModel(nn.Module):
         return self.head(self.template_features(z), x)
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, threads={self.threads}, optimization={self.optimization!r}"
+        return (f"arch={self.arch!r}, precision={self.precision}, threads={self.threads}, "
+                f"optimization={self.optimization!r}")
 
 
 def onnx_runner(module: nn.Module, inputs: Sequence[torch.Tensor], threads: int = 1,
-                optimization: str = "all") -> Callable[[], list[np.ndarray]]:
-    """Export ``module(*inputs)`` and return a call running it once in ONNX Runtime on those inputs
-    (what a per-op latency table times for the ``onnxruntime`` backend)."""
+                optimization: str = "all", int8: bool = False) -> Callable[[], list[np.ndarray]]:
+    """Export ``module(*inputs)`` (with ``int8``: quantised, calibrated on normal random inputs of the
+    same shapes) and return a call running it once in ONNX Runtime on those inputs (what a per-op
+    latency table times for the ``onnxruntime`` and ``onnxruntime-int8`` backends)."""
     names = [f"in{i}" for i in range(len(inputs))]
     with torch.no_grad():
         outputs = _as_tuple(module.eval()(*inputs))
     graph = module_to_onnx(module, tuple(inputs), names, [f"out{i}" for i in range(len(outputs))])
+    if int8:
+        from .quantize import quantize_graph
+
+        graph = quantize_graph(graph, [{n: _numpy(torch.randn_like(t)) for n, t in zip(names, inputs)}
+                                       for _ in range(2)])
     session = create_session(graph, threads, optimization)
     feeds = {n: _numpy(t) for n, t in zip(names, inputs)}
     return lambda: session.run(None, feeds)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.pairs import PairDataset
+from ..data.pairs import calibration_batches
 from ..data.sequence import Sequence
 from ..evaluate.metrics import evaluate_got10k
 from ..evaluate.results import image_size
@@ -37,18 +37,6 @@ class TrackScore:
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self), "fitness": self.fitness}
-
-
-def calibration_batches(sequences: list[Sequence], template_size: int, search_size: int, images: int,
-                        batch_size: int = 32, seed: int = 12345) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed set of ``images`` training pairs (no augmentation beyond the crop), in batches."""
-    data = PairDataset(sequences, template_size, search_size, samples_per_epoch=images, max_gap=50, seed=seed,
-                       augmentation={"color": 0.0, "blur": 0.0, "gray": 0.0})
-    batches = []
-    for start in range(0, images, batch_size):
-        items = [data[i] for i in range(start, min(images, start + batch_size))]
-        batches.append((torch.stack([it["template"] for it in items]), torch.stack([it["search"] for it in items])))
-    return batches
 
 
 @torch.no_grad()

@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..cost.latency import BACKENDS as LATENCY_BACKENDS
 from ..cost.latency import LatencyTable, network_latency
+from ..cost.predictor import LatencyModel, load_latency_predictor
 from ..cost.table import CostTable
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
@@ -129,7 +131,8 @@ class SearchRunner:
         return self.search.done
 
     def finalize(self, budgets: Budgets, supernet: torch.nn.Module, finalists: int, threads: int = 1,
-                 min_run_time: float = 0.5, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 min_run_time: float = 0.5, extra: dict[str, Any] | None = None,
+                 latency_backend: str = "torch") -> dict[str, Any]:
         """Measure the latency of the ``finalists`` best candidates, pick the best one that meets
         every budget as measured, and write ``best.json`` (with ``extra``), ``pareto.csv``,
         ``pareto.png`` and the final ``candidates.jsonl`` (measured latencies filled in)."""
@@ -139,14 +142,15 @@ class SearchRunner:
         for record in tqdm(top, desc="measuring finalists", disable=not self.progress, leave=False):
             if record["latency_ms"] is None:
                 record["latency_ms"] = network_latency(supernet.extract(space.decode(record["arch"])), threads,
-                                                       min_run_time).ms
+                                                       min_run_time, latency_backend).ms
         meets = [r for r in top if budgets.latency is None or r["latency_ms"] <= budgets.latency * 1e3]
         best = meets[0] if meets else None
         result = {"strategy": self.job["strategy"], "seed": self.job["seed"], "budgets": budgets.to_dict(),
                   "best": best, "finalists": top, "evaluations": len(evaluated),
                   "generations": self.search.generation, "search_seconds": self.elapsed,
                   "candidates_per_s": len(evaluated) / self.elapsed if self.elapsed else None,
-                  "latency": {"device": "cpu", "threads": threads, "machine": machine_info()}, **(extra or {})}
+                  "latency": {"device": "cpu", "backend": latency_backend, "threads": threads, "machine": machine_info()},
+                  **(extra or {})}
         if best is None:
             result["note"] = (f"none of the {len(top)} finalists met the latency budget when measured; the latency "
                               f"table under-predicts on this machine now: rebuild it or lower --latency-budget")
@@ -238,12 +242,14 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
                threads: int = 1, workers: int | None = None, ray_address: str | None = None, resume: bool = False,
                strategy: str | None = None, seed: int | None = None, tracker: str | None = None,
                max_generations: int | None = None, factory: Callable[[], Scorer] | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, latency_backend: str = "torch") -> dict[str, Any]:
     """Search the space of a supernet checkpoint under the given budgets; returns ``best.json``'s
     content (``None`` under ``best`` until the search has finished, e.g. with ``max_generations``).
 
     ``factory`` builds the fitness scorer (default: :class:`FitnessSpec` from the config);
     ``workers`` / ``ray_address`` score on Ray (otherwise Ray is never imported).
+    ``latency_backend`` is the runtime whose latency the budget limits (torch, onnxruntime,
+    onnxruntime-int8): the predictor is built or checked for it and the finalists are measured in it.
     """
     from ..models import load_supernet
 
@@ -255,6 +261,8 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r} is not one of {sorted(STRATEGIES)}")
     seed = int(cfg.get("seed", 0)) if seed is None else seed
+    if latency_backend not in LATENCY_BACKENDS:
+        raise ValueError(f"latency backend {latency_backend!r} is not one of {list(LATENCY_BACKENDS)}")
     for name, value in (("--max-generations", max_generations), ("--workers", workers), ("--threads", threads)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -263,7 +271,7 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
         raise ValueError(f"{out / 'state.json'} exists: pass --resume to continue that search, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     net = load_supernet(supernet).eval()
-    table, lut = _latency_table(net, budgets, lut, out, threads, settings, seed, progress)
+    table, lut = _latency_table(net, budgets, lut, out, threads, settings, seed, progress, latency_backend)
     if factory is None:
         data = dict(cfg["data"])
         if "root" in data:
@@ -275,7 +283,8 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
                               device=str(cfg.get("device", "auto")), threads=settings.threads)
         factory.prepare_data()
     job = {"strategy": strategy, "seed": seed, "budgets": budgets.to_dict(), "space": net.space.name,
-           "supernet": file_digest(supernet), "fitness": repr(factory), "lut": file_digest(lut) if lut else None}
+           "supernet": file_digest(supernet), "fitness": repr(factory), "lut": file_digest(lut) if lut else None,
+           "latency_backend": latency_backend}
     state = read_state(out / "state.json", job) if (out / "state.json").exists() else None
     costs = cost_table(net)
     constraints = budgets.constraints(costs.macs, costs.params, table.predict if table else None)
@@ -301,26 +310,37 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
     finally:
         backend.close()
     return runner.finalize(budgets, net, settings.finalists, threads, settings.latency["min_run_time"],
-                           {"config": str(config), "supernet": str(supernet), "lut": lut})
+                           {"config": str(config), "supernet": str(supernet), "lut": lut}, latency_backend)
 
 
 def _latency_table(net: torch.nn.Module, budgets: Budgets, lut: str | None, out: Path, threads: int,
-                   settings: SearchSettings, seed: int, progress: bool) -> tuple[LatencyTable | None, str | None]:
-    """The given table, the one built for this search before, or a new one (with a latency budget);
-    and its path."""
+                   settings: SearchSettings, seed: int, progress: bool, backend: str = "torch"
+                   ) -> tuple[LatencyTable | LatencyModel | None, str | None]:
+    """The given latency predictor, the one built for this search before, or a new one (with a latency
+    budget): a per-op table, or with ``latency.regression_subnets`` N a model fitted on N whole subnets;
+    and its path. A predictor made for other threads or another backend is refused."""
     own = out / "latency_lut.json"
     if lut is None and own.exists():
         lut = str(own)
     if lut is not None:
-        table = LatencyTable.load(lut).bind(net)
-        if table.meta["threads"] != threads:
-            raise ValueError(f"{lut}: measured with {table.meta['threads']} thread(s), but --threads is {threads}")
+        table = load_latency_predictor(lut).bind(net)
+        made = (table.meta["threads"], table.meta.get("backend", "torch"))
+        if made != (threads, backend):
+            raise ValueError(f"{lut}: made for {made[1]} at {made[0]} thread(s), but this search measures {backend} "
+                             f"at --threads {threads}: rebuild it (tools/build_latency_lut.py --backend {backend})")
         return table, lut
     if budgets.latency is None:
         return None, None
-    with tqdm(desc="building the latency table", unit="op", disable=not progress, leave=False) as bar:
-        table = LatencyTable.build(net, threads, settings.latency["lut_min_run_time"],
-                                   int(settings.latency["lut_fit_subnets"]), seed, progress=lambda name: bar.update(1))
+    fit = int(settings.latency["regression_subnets"])
+    with tqdm(desc="fitting the latency model" if fit else "building the latency table",
+              unit="subnet" if fit else "op", disable=not progress, leave=False) as bar:
+        if fit:
+            table = LatencyModel.build(net, threads, fit, seed, backend, settings.latency["min_run_time"],
+                                       progress=lambda i: bar.update(1))
+        else:
+            table = LatencyTable.build(net, threads, settings.latency["lut_min_run_time"],
+                                       int(settings.latency["lut_fit_subnets"]), seed,
+                                       progress=lambda name: bar.update(1), backend=backend)
     table.save(own)
     return table, str(own)
 

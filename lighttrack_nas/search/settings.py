@@ -17,7 +17,7 @@ search:
   finalists: 5                 # best candidates re-measured for real latency at the end
   threads: 1                   # torch threads of each evaluating process (fitness depends on it slightly)
   budgets: {flops: 600M, params: 2M, latency: null}    # defaults for --*-budget
-  latency: {lut_min_run_time: 0.05, lut_fit_subnets: 10, min_run_time: 0.5}
+  latency: {lut_min_run_time: 0.05, lut_fit_subnets: 10, min_run_time: 0.5, regression_subnets: 0}
   ray: {candidates_per_task: 4, max_retries: 3}
 ```
 """
@@ -137,7 +137,9 @@ class SearchSettings(EvolutionConfig):
 
 _MINIMUM = {"population": 1, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0, "max_attempts": 1,
             "calibration_images": 1, "calibration_batch": 1, "val_sequences": 1, "finalists": 1, "threads": 1}
-LATENCY_DEFAULTS: dict[str, float] = {"lut_min_run_time": 0.05, "lut_fit_subnets": 10, "min_run_time": 0.5}
+LATENCY_DEFAULTS: dict[str, float] = {"lut_min_run_time": 0.05, "lut_fit_subnets": 10, "min_run_time": 0.5,
+                                      "regression_subnets": 0}
+_ZERO_ALLOWED = {"lut_fit_subnets", "regression_subnets"}
 RAY_DEFAULTS: dict[str, int] = {"candidates_per_task": 4, "max_retries": 3}
 
 
@@ -152,7 +154,9 @@ def _numbers(data: Mapping[str, Any], defaults: Mapping[str, float], where: str)
     out = dict(defaults)
     for key, value in data.items():
         if isinstance(defaults[key], int):
-            _integer(value, f"{where}.{key}", 0 if key == "lut_fit_subnets" else 1)
+            _integer(value, f"{where}.{key}", 0 if key in _ZERO_ALLOWED else 1)
+            if key == "regression_subnets" and 0 < value < 10:
+                raise ConfigError(f"{where}.regression_subnets must be 0 (per-op table) or >= 10, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{where}.{key} must be a positive number, got {value!r}")
         out[key] = value
