@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from lighttrack_nas.config import ConfigError
+from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.search.pareto import pareto_front
 from lighttrack_nas.search.runner import read_records, run_search
@@ -115,6 +116,7 @@ def test_parse_budgets():
     ({"budgets": {"macs": "1M"}}, r"unknown key\(s\) \['macs'\]"),
     ({"ray": {"candidates_per_task": 0}}, "candidates_per_task must be an integer >= 1"),
     ({"latency": {"min_run_time": -1}}, "min_run_time must be a positive number"),
+    ({"latency": {"regression_subnets": 5}}, "regression_subnets must be 0 .per-op table. or >= 10"),
 ])
 def test_settings_are_validated(section, message):
     with pytest.raises(ConfigError, match=message):
@@ -205,8 +207,35 @@ def test_latency_budget_builds_a_table_and_measures_finalists(micro, tmp_path):
     measured = [r for r in records.values() if r["latency_ms"] is not None]
     assert len(measured) == MICRO_SEARCH["finalists"] and result["best"]["latency_ms"] <= 1000
     assert "latency" in (out / "pareto.csv").read_text()
-    with pytest.raises(ValueError, match="measured with 1 thread"):
+    with pytest.raises(ValueError, match="made for torch at 1 thread"):
         _search(micro, tmp_path / "other", lut=str(out / "latency_lut.json"), threads=2)
+    with pytest.raises(ValueError, match="this search measures onnxruntime-int8"):
+        _search(micro, tmp_path / "other", lut=str(out / "latency_lut.json"), latency_backend="onnxruntime-int8")
+
+
+def test_search_targets_int8_latency_with_a_fitted_model(micro, tmp_path):
+    """--backend onnxruntime-int8: the predictor must be one fitted for int8, and the finalists are
+    measured as int8 ONNX Runtime graphs; a config's regression_subnets fits the model itself."""
+    from lighttrack_nas.cost.latency import random_architectures
+    from lighttrack_nas.cost.predictor import LatencyModel
+
+    config, checkpoint = micro
+    net = build_supernet(experiment_space(load_experiment(config)))
+    archs = random_architectures(net, 12, 0)
+    model = LatencyModel.fit(net, archs, [1e-3 * (1 + i % 3) for i in range(12)],
+                             {"backend": "onnxruntime-int8", "threads": 1})
+    model.save(tmp_path / "int8.json")
+    out = tmp_path / "int8"
+    result = _search(micro, out, latency_budget="1s", lut=str(tmp_path / "int8.json"),
+                     latency_backend="onnxruntime-int8")
+    assert result["latency"]["backend"] == "onnxruntime-int8" and 0 < result["best"]["latency_ms"] <= 1000
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump({"extends": str(config), "search": {
+        **MICRO_SEARCH, "generations": 1, "latency": {**MICRO_SEARCH["latency"], "regression_subnets": 10}}}))
+    result = run_search(fitted, checkpoint, tmp_path / "fit", latency_budget="1s", progress=False,
+                        factory=FakeFitness(str(tmp_path / "fit.calls")))
+    assert isinstance(load_latency_predictor(result["lut"]), LatencyModel)
+    assert result["best"]["latency_pred_ms"] is not None
 
 
 def _tool(micro, out, *extra):

@@ -2,8 +2,10 @@
 """Inference speed, side by side in one run: network time per frame for each backend and form, its
 ratio to the compute bound measured in the same process, whole-tracker fps and peak memory.
 
-Backends: torch-train (the extracted subnet as trained), torch-fused (lighttrack_nas.deploy.fuse)
-and onnxruntime (the fused form exported to ONNX, graph optimisation level --ort-level).
+Backends: torch-train (the extracted subnet as trained), torch-fused (lighttrack_nas.deploy.fuse),
+onnxruntime (the fused form exported to ONNX, graph optimisation level --ort-level) and
+onnxruntime-int8 (that export with the per-frame graph quantised to int8, lighttrack_nas.deploy.quantize;
+calibrated on random crops, which sets its speed but not its accuracy: the weights are random too).
 Every measurement runs in a fresh process (so peak memory is its own) with the thread count fixed
 for PyTorch, ONNX Runtime and OpenCV:
   - compute bound = MACs per frame (fvcore) / sgemm rate of a 1024^3 float32 matmul measured in
@@ -17,7 +19,12 @@ for PyTorch, ONNX Runtime and OpenCV:
     for every backend: torch, onnxruntime, OpenCV).
 Each figure is the median over --rounds rounds (rounds interleave all configurations). Targets
 (issue 8, lighttrack-mobile): network <= 1.3x the bound at 1 thread, <= 8 ms at 2 threads,
-tracker >= 55 fps at 1 thread; a missed target prints a per-op profile of that backend.
+tracker >= 55 fps at 1 thread; a missed target prints a per-op profile of that backend. The int8
+speed-up over onnxruntime (the median of the per-round ratios) is printed for every model and thread
+count (issue 30's target: >= 1.6x for lighttrack-mobile at 1 thread, tracker >= 60 fps).
+
+A --config SPACE:ARCH may end in :TxS to track at other crops than the space's (the tiny preset
+tracks at 80x192).
 
 example:
   python tools/bench_inference.py --rounds 3 --json runs/bench_inference.json
@@ -41,17 +48,18 @@ import torch
 from lighttrack_nas.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("torch-train", "torch-fused", "onnxruntime")
+BACKENDS = ("torch-train", "torch-fused", "onnxruntime", "onnxruntime-int8")
 DEFAULT_CONFIGS = [f"{ROOT / 'search_spaces' / 'lighttrack.yaml'}:lighttrack-mobile",
-                   f"{ROOT / 'search_spaces' / 'lighttrack_tiny.yaml'}:lighttrack-mobile"]
+                   f"{ROOT / 'search_spaces' / 'lighttrack_tiny.yaml'}:lighttrack-mobile:80x192"]
 TARGETS = {"ratio_1": 1.3, "ms_2": 8.0, "fps_1": 55.0}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=None, metavar="SPACE:ARCH",
-                   help="search-space YAML and architecture (preset or string), repeatable "
-                        "(default: lighttrack-mobile in lighttrack.yaml and in lighttrack_tiny.yaml)")
+    p.add_argument("--config", action="append", default=None, metavar="SPACE:ARCH[:TxS]",
+                   help="search-space YAML and architecture (preset or string), optionally the template and search "
+                        "crop sizes, repeatable (default: lighttrack-mobile in lighttrack.yaml, and in "
+                        "lighttrack_tiny.yaml at 80x192)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
                    help="backends and forms to time (default: all)")
@@ -72,8 +80,29 @@ def parse_args() -> argparse.Namespace:
     args.config = args.config or DEFAULT_CONFIGS
     for config in args.config:
         if ":" not in config:
-            p.error(f"--config {config!r}: expected SPACE:ARCH")
+            p.error(f"--config {config!r}: expected SPACE:ARCH[:TxS]")
     return args
+
+
+def _parse_config(config: str) -> tuple[str, str, tuple[int, int] | None]:
+    """``SPACE:ARCH[:TxS]`` -> (space, arch, crops or None)."""
+    head, _, last = config.rpartition(":")
+    sizes = last.split("x")
+    if len(sizes) == 2 and all(v.isdigit() for v in sizes) and ":" in head:
+        space, arch = head.rsplit(":", 1)
+        return space, arch, (int(sizes[0]), int(sizes[1]))
+    return head, last, None
+
+
+def _subnet(space: str, arch: str, crops: tuple[int, int] | None) -> torch.nn.Module:
+    """The subnet with seeded random weights, at ``crops`` (template, search) when given."""
+    from lighttrack_nas.models import build_subnet, load_space
+
+    loaded = load_space(space)
+    if crops:
+        loaded.settings.update(template_size=crops[0], search_size=crops[1])
+    torch.manual_seed(0)
+    return build_subnet(loaded, arch).eval()
 
 
 def _peak_rss_reset() -> None:
@@ -109,16 +138,14 @@ def _frames(count: int) -> tuple[list[np.ndarray], np.ndarray]:
     return frames, np.array([200.0, 150.0, 60.0, 80.0])
 
 
-def _load(space: str, arch: str, backend: str, threads: int, onnx_path: str | None, level: str) -> Any:
+def _load(task: dict[str, Any], threads: int) -> Any:
     from lighttrack_nas.deploy import fuse
     from lighttrack_nas.deploy.onnx import OnnxTrackingModel
-    from lighttrack_nas.models import build_subnet
 
-    if backend == "onnxruntime":
-        return OnnxTrackingModel.load(onnx_path, threads, level)
-    torch.manual_seed(0)
-    model = build_subnet(space, arch).eval()
-    return model if backend == "torch-train" else fuse(model)
+    if task["backend"].startswith("onnxruntime"):
+        return OnnxTrackingModel.load(task["onnx"][task["backend"]], threads, task["level"])
+    model = _subnet(task["space"], task["arch"], task["crops"])
+    return model if task["backend"] == "torch-train" else fuse(model)
 
 
 def measure(task: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +161,7 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     before = _status_mib("VmRSS")
-    model = _load(task["space"], task["arch"], task["backend"], threads, task["onnx"], task["level"])
+    model = _load(task, threads)
     frames, box = _frames(task["frames"] + 1)
     _peak_rss_reset()
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
@@ -163,13 +190,13 @@ def _profile(model: Any, task: dict[str, Any], runs: int = 20, warmup: int = 3) 
     x = torch.randn(1, 3, model.search_size, model.search_size)
     model.template(torch.randn(1, 3, model.template_size, model.template_size))
     totals: collections.Counter[str] = collections.Counter()
-    if task["backend"] == "onnxruntime":
+    if task["backend"].startswith("onnxruntime"):
         from lighttrack_nas.deploy.onnx import create_session, session_options
 
         options = session_options(task["threads"], task["level"])
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-        model.frame_session = create_session(task["onnx"], options=options)
+        model.frame_session = create_session(task["onnx"][task["backend"]], options=options)
         for _ in range(warmup + runs):
             model.track(x)
         events = json.loads(Path(model.frame_session.end_profiling()).read_text())
@@ -205,21 +232,21 @@ def main() -> int:
     from lighttrack_nas.cost import count_tracking_model
     from lighttrack_nas.deploy import fuse
     from lighttrack_nas.deploy.onnx import export_onnx
+    from lighttrack_nas.deploy.quantize import random_crops
     from lighttrack_nas.machine import machine_info
-    from lighttrack_nas.models import build_subnet
 
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench_inference_"))
     configs = []
     for i, config in enumerate(args.config):
-        space, arch = config.rsplit(":", 1)
-        torch.manual_seed(0)
-        model = build_subnet(space, arch).eval()
-        name = f"{arch} ({Path(space).stem})"
-        onnx_path = None
-        if "onnxruntime" in args.backends:
-            onnx_path = str(export_onnx(fuse(model), workdir / f"model{i}.onnx")[1])
-        configs.append({"name": name, "space": space, "arch": arch, "onnx": onnx_path,
+        space, arch, crops = _parse_config(config)
+        model = _subnet(space, arch, crops)
+        name = f"{arch} ({Path(space).stem}{f' {crops[0]}/{crops[1]}' if crops else ''})"
+        onnx = {}
+        for backend in {"onnxruntime", "onnxruntime-int8"} & set(args.backends):
+            calibration = random_crops(model.template_size, model.search_size, 8) if "int8" in backend else None
+            onnx[backend] = str(export_onnx(fuse(model), workdir / f"model{i}-{backend}.onnx", calibration)[1])
+        configs.append({"name": name, "space": space, "arch": arch, "crops": crops, "onnx": onnx,
                         "macs": count_tracking_model(model).macs})
         print(f"{name}: {configs[-1]['macs'] / 1e6:.1f} M MACs per frame", flush=True)
     tasks = [{**c, "threads": t, "backend": b, "level": args.ort_level, "frames": args.frames,
@@ -266,6 +293,13 @@ def main() -> int:
         print(f"| {row['name']} | {row['threads']} | {row['backend']} | {row['network_ms']:.2f} | "
               f"{row['bound_ms']:.2f} ({row['sgemm_gmacs']:.1f}) | {row['ratio']:.2f}x | {row['fps']:.1f} | "
               f"{row['pre_ms']:.2f} / {row['post_ms']:.2f} | {rss} |")
+    for name in dict.fromkeys(row["name"] for row in rows):
+        for threads in args.threads:
+            f32, i8 = results.get((name, threads, "onnxruntime")), results.get((name, threads, "onnxruntime-int8"))
+            if f32 and i8:
+                ratios = [a["network_ms"] / b["network_ms"] for a, b in zip(f32, i8)]
+                print(f"int8 speed-up over onnxruntime float32, {name}, {threads} thread(s): "
+                      f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
     for row in rows:
         if row["profile"]:
             flag = " (target missed)" if row["target_missed"] else ""

@@ -23,11 +23,16 @@ from lighttrack_nas.cost.latency import BACKENDS, LatencyTable
 from lighttrack_nas.cost.predictor import LatencyModel
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space
+from lighttrack_nas.train import experiment_space, load_experiment
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
+    p.add_argument("--config", default=None,
+                   help="experiment YAML whose space and space_settings give the space instead of --space, as a "
+                        "supernet trained with it has them (e.g. experiments/supernet_tiny.yaml: 80/192 crops); "
+                        "a predictor is only used with the exact space it was made for")
     p.add_argument("--device", default="cpu", choices=["cpu"], help="device to time on (default: %(default)s)")
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="runtime timed: torch, onnxruntime (each candidate or subnet exported; a few s each) or "
@@ -58,7 +63,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     torch.manual_seed(0)
-    supernet = build_supernet(load_space(args.space))
+    supernet = build_supernet(experiment_space(load_experiment(args.config)) if args.config else load_space(args.space))
     if args.predictor == "regression":
         with tqdm(total=args.fit_subnets, desc="timing subnets", unit="subnet") as bar:
             model = LatencyModel.build(supernet, args.threads, args.fit_subnets, args.seed, args.backend,

@@ -29,11 +29,16 @@ from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_rando
 from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
+from lighttrack_nas.train import experiment_space, load_experiment
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/lighttrack_tiny.yaml", help="search space (default: %(default)s)")
+    p.add_argument("--config", default=None,
+                   help="experiment YAML whose space and space_settings give the space instead of --space, as a "
+                        "supernet trained with it has them (e.g. experiments/supernet_tiny.yaml: 80/192 crops); "
+                        "a predictor is only used with the exact space it was made for")
     p.add_argument("--lut", help="latency predictor (table or regression) from tools/build_latency_lut.py")
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
     p.add_argument("--checkpoint", help="measure this checkpoint's network (see above)")
@@ -94,7 +99,7 @@ def sample_latency(supernet, count: int, threads: int, backend: str, seed: int) 
 def main() -> int:
     args = parse_args()
     torch.manual_seed(0)
-    space = load_space(args.space)
+    space = experiment_space(load_experiment(args.config)) if args.config else load_space(args.space)
     if args.crops:
         space.settings.update(template_size=args.crops[0], search_size=args.crops[1])
     supernet = build_supernet(space)
