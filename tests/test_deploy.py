@@ -12,7 +12,7 @@ from torch import nn
 from lighttrack_nas.cost.latency import network_latency
 from lighttrack_nas.data.sequence import Sequence
 from lighttrack_nas.deploy import BACKENDS, FusedTrackingNet, fuse, inference_model
-from lighttrack_nas.deploy.onnx import OnnxTrackingModel, export_branches, onnx_runner, template_path
+from lighttrack_nas.deploy.onnx import OnnxTrackingModel, export_branches, onnx_runner, session_options, template_path
 from lighttrack_nas.deploy.quantize import CalibrationError, calibration_crops, check_crops, quantize_branches
 from lighttrack_nas.models import build_supernet, load_tracking_model
 from lighttrack_nas.models.ops import MBConv
@@ -155,6 +155,13 @@ def test_latency_harness_times_onnxruntime(exported):
         network_latency(runtime, backend="tflite")
 
 
+def test_onnx_sessions_leave_the_cores_to_the_tracker_between_frames():
+    # a spinning intra-op pool starves the tracker's own cropping at 2 threads (docs/benchmarks.md)
+    opts = session_options(threads=2)
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_int8_backend_tracks_like_float(supernet, tmp_path):
     """The int8 export (calibrated on crops of the sequence's own frames, as from a train split) keeps
     its geometry, runs quantised ops, and tracks the moving square as the float model does."""
@@ -196,3 +203,16 @@ def test_int8_calibration_errors_are_named(supernet, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), "--arch", ARCH, "--int8",
                            "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2 and "--int8 needs --data" in proc.stderr and not list(tmp_path.glob("*.onnx"))
+
+
+def test_bench_inference_configs_take_architecture_strings_with_colons():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "tools" / "bench_inference.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    arch = "s1:k3e4|s2:k5e6|out:s3b1|reg:k5-skip"
+    assert tool._parse_config("a.yaml:lighttrack-mobile") == ("a.yaml", "lighttrack-mobile", None)
+    assert tool._parse_config("a.yaml:lighttrack-mobile:80x192") == ("a.yaml", "lighttrack-mobile", (80, 192))
+    assert tool._parse_config(f"a.yaml:{arch}") == ("a.yaml", arch, None)
+    assert tool._parse_config(f"a.yaml:{arch}:80x192") == ("a.yaml", arch, (80, 192))

@@ -86,6 +86,12 @@ def test_several_trackers_json_and_plot(fixture, tmp_path):
     # centre errors 5 px (seqA) and 6*sqrt(2) = 8.5 px (seqB); normalised 0.5 and 0.71
     assert other["precision20"] == pytest.approx((1 + 0.75) / 2) and other["norm_precision20"] == 0.0
     assert other["fps"] is None and other["per_sequence"]["seqA"]["ao"] == pytest.approx(1 / 3)
+    # AO minus the first tracker's: seqA loses 2/3 on 3 frames, seqB nothing on 2; a bootstrap
+    # draw lies between all-seqA (-2/3) and all-seqB (0)
+    gap = other["ao_difference"]
+    assert gap["versus"] == "perfect" and gap["difference"] == pytest.approx(-0.4)
+    assert -2 / 3 - 1e-9 <= gap["ci95"][0] < -0.4 < gap["ci95"][1] <= 1e-9
+    assert "ao_difference" not in report["perfect"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

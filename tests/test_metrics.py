@@ -1,9 +1,13 @@
 """Tracking metrics pinned against hand-computed cases; result files written and read back."""
+import os
+import stat
+
 import numpy as np
 import pytest
 
 from lighttrack_nas.evaluate import (centre_error, clip_boxes, evaluate_got10k, evaluate_ope, frame_rate, iou,
-                                     normalized_centre_error, open_results, read_boxes, read_times, write_results)
+                                     normalized_centre_error, open_results, paired_ao_difference, read_boxes, read_times,
+                                     write_results)
 from lighttrack_nas.evaluate.metrics import SUCCESS_THRESHOLDS
 from lighttrack_nas.evaluate.results import detect_layout
 
@@ -278,3 +282,25 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     # the old file is intact and no temporary file is left behind
     assert (folder / "s.txt").read_text() == before
     assert [p.name for p in folder.iterdir()] == ["s.txt"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_results(tmp_path, "s", boxes(2), layout="otb")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "s.txt").stat().st_mode) == 0o644
+
+
+def test_paired_ao_difference_interval():
+    gts = {f"s{i}": boxes(11) for i in range(8)}
+    base = evaluate_got10k(gts, {n: gt.copy() for n, gt in gts.items()})
+    shifted = {n: gt + ([5, 0, 0, 0] if n in ("s0", "s1") else 0) for n, gt in gts.items()}
+    other = evaluate_got10k(gts, shifted)
+    gap, low, high = paired_ao_difference(base, other, resamples=2000)
+    # two sequences of eight lose 1 - 1/3 on every frame
+    assert gap == pytest.approx(2 / 8 * (1 / 3 - 1)) and low < gap < high <= 0.0
+    assert paired_ao_difference(base, base) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="different sequences"):
+        paired_ao_difference(base, evaluate_got10k({"s0": gts["s0"]}, {"s0": gts["s0"]}))

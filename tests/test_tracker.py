@@ -211,7 +211,8 @@ def test_tools_test_writes_got10k_and_otb_results(tmp_path, monkeypatch):
             "--root", str(tmp_path / "data"), "--split", "val", "--out", str(tmp_path / "results")]
     monkeypatch.setattr("sys.argv", base + ["--name", "square"])
     assert tool.main() == 0
-    assert calls[0][:2] == ("ckpt.pt", "ARCH")
+    # with a checkpoint and no --space, the checkpoint's own space (with its space_settings) is used
+    assert calls[0] == ("ckpt.pt", "ARCH", None)
     rows = (tmp_path / "results" / "square" / "seq_b" / "seq_b_001.txt").read_text().splitlines()
     assert len(rows) == 5 and rows[0] == "47.000,30.000,20.000,20.000"
     boxes = np.array([[float(v) for v in r.split(",")] for r in rows])

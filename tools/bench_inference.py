@@ -85,13 +85,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def _parse_config(config: str) -> tuple[str, str, tuple[int, int] | None]:
-    """``SPACE:ARCH[:TxS]`` -> (space, arch, crops or None)."""
-    head, _, last = config.rpartition(":")
+    """``SPACE:ARCH[:TxS]`` -> (space, arch, crops or None); the architecture string may hold colons."""
+    space, _, arch = config.partition(":")
+    head, _, last = arch.rpartition(":")
     sizes = last.split("x")
-    if len(sizes) == 2 and all(v.isdigit() for v in sizes) and ":" in head:
-        space, arch = head.rsplit(":", 1)
-        return space, arch, (int(sizes[0]), int(sizes[1]))
-    return head, last, None
+    if head and len(sizes) == 2 and all(v.isdigit() for v in sizes):
+        return space, head, (int(sizes[0]), int(sizes[1]))
+    return space, arch, None
 
 
 def _subnet(space: str, arch: str, crops: tuple[int, int] | None) -> torch.nn.Module:

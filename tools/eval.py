@@ -7,6 +7,8 @@ Every tracker gets both protocols (docs/evaluation.md):
   OPE:     success_auc (21 IoU thresholds), precision20 (px), norm_precision20 (sequence-weighted,
            absent targets count as failures);
   fps:     frames / total seconds from the <seq>_time.txt files (first frame included).
+With several --results, each tracker's AO minus the first one's is printed with a 95 % paired
+bootstrap interval over sequences (sequences resampled, AO pooled over their frames).
 Result folders in either layout are read: NAME/<seq>/<seq>_001.txt or NAME/<seq>.txt.
 
 example:
@@ -20,7 +22,7 @@ import json
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.data.readers import open_dataset
-from lighttrack_nas.evaluate import TrackerScore, open_results, score_results
+from lighttrack_nas.evaluate import TrackerScore, open_results, paired_ao_difference, score_results
 
 KEYS = ("ao", "sr50", "sr75", "success_auc", "precision20", "norm_precision20", "fps")
 HEADERS = ("AO", "SR0.5", "SR0.75", "AUC", "P@20", "NP@0.2", "FPS")
@@ -68,6 +70,9 @@ def main() -> int:
         raise ValueError(f"several --results folders are named {', '.join(duplicates)}; tracker names must differ")
     scores: dict[str, TrackerScore] = {t.name: score_results(sequences, t) for t in trackers}
     report = {name: score.to_dict() for name, score in scores.items()}
+    differences = {name: paired_ao_difference(scores[names[0]].got10k, scores[name].got10k) for name in names[1:]}
+    for name, (gap, low, high) in differences.items():
+        report[name]["ao_difference"] = {"versus": names[0], "difference": gap, "ci95": [low, high]}
     if args.plot:
         from lighttrack_nas.evaluate.plots import plot_ope
 
@@ -77,6 +82,10 @@ def main() -> int:
         return 0
     print(f"{args.dataset} ({args.split or 'all'}): {len(sequences)} sequences")
     print(_table("tracker", report))
+    if differences:
+        print(f"AO minus {names[0]}'s, 95% paired bootstrap interval over the {len(sequences)} sequences:")
+        for name, (gap, low, high) in differences.items():
+            print(f"  {name}: {gap:+.3f} [{low:+.3f}, {high:+.3f}]")
     if args.per_sequence:
         for name, values in report.items():
             print(f"\n{name}")

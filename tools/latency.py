@@ -25,7 +25,7 @@ from tqdm import tqdm
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost import CostTable
 from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_random_subnets, network_latency,
-                                         validate_table)
+                                         subnet_steps, validate_table)
 from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
@@ -116,7 +116,7 @@ def main() -> int:
         if table:
             out["predicted_ms"] = table.predict(arch) * 1e3
     if args.validate:
-        with tqdm(total=2 * args.validate, desc="timing subnets twice") as bar:
+        with tqdm(total=subnet_steps(args.validate, 2), desc="preparing subnets, then timing them twice") as bar:
             result = validate_table(table, supernet, args.validate, threads, args.seed, progress=lambda i: bar.update(1))
         out["validation"] = result
         if args.plot:

@@ -49,8 +49,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--name", required=True, help="tracker name: results go to OUT/NAME")
     p.add_argument("--arch", default=None,
                    help="architecture string of the subnet (needed with a supernet checkpoint or no checkpoint)")
-    p.add_argument("--space", default=str(ROOT / "search_spaces" / "lighttrack_tiny.yaml"),
-                   help="search-space YAML the architecture belongs to (default: %(default)s)")
+    p.add_argument("--space", default=None,
+                   help="search-space YAML the architecture belongs to (default: the checkpoint's own space; "
+                        "search_spaces/lighttrack_tiny.yaml without a checkpoint)")
     p.add_argument("--config", default=str(ROOT / "experiments" / "tracker.yaml"),
                    help="tracker hyper-parameters YAML (default: %(default)s)")
     p.add_argument("--format", default="got10k", choices=("got10k", "otb"),
@@ -97,7 +98,8 @@ def main() -> int:
         sequences = sequences[:args.sequences]
     if not sequences:
         raise ValueError(f"{args.root}: no sequences found for --dataset {args.dataset} --split {args.split}")
-    model = load_tracking_model(args.checkpoint, args.arch, args.space)
+    space = args.space or (None if args.checkpoint else ROOT / "search_spaces" / "lighttrack_tiny.yaml")
+    model = load_tracking_model(args.checkpoint, args.arch, space)
     calibration = None
     if args.backend == "onnxruntime-int8":
         from lighttrack_nas.deploy.quantize import calibration_crops

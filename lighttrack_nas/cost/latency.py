@@ -180,23 +180,38 @@ def time_subnets(supernet: LightTrackSupernet, archs: list[Architecture], thread
                  rounds: int = 1, min_run_time: float = 0.5, progress: Callable[[int], None] | None = None
                  ) -> np.ndarray:
     """Median seconds per frame of every architecture, ``rounds`` times: ``(rounds, len(archs))``.
-    Each subnet is prepared once; with several rounds they are all kept ready and timed round by
-    round (interleaved), so round-to-round differences show the machine's own noise."""
-    ready: list[nn.Module] = []
+    With one round each subnet is timed right after it is prepared. With several, all are prepared
+    first and then timed round by round (interleaved), so every round runs under the same conditions
+    and round-to-round differences show the machine's own noise. ``progress(k)`` is called after
+    each of the ``subnet_steps(len(archs), rounds)`` steps (preparations and timings)."""
     out = np.zeros((rounds, len(archs)))
-    for i, arch in enumerate(archs):
-        model = deployed(supernet.extract(arch), backend, threads)
-        out[0, i] = time_tracking(model, threads, min_run_time).median
-        if rounds > 1:
-            ready.append(model)
+    step = 0
+
+    def done() -> None:
+        nonlocal step
         if progress:
-            progress(i)
-    for r in range(1, rounds):
+            progress(step)
+        step += 1
+
+    if rounds == 1:
+        for i, arch in enumerate(archs):
+            out[0, i] = time_tracking(deployed(supernet.extract(arch), backend, threads), threads, min_run_time).median
+            done()
+        return out
+    ready: list[nn.Module] = []
+    for arch in archs:
+        ready.append(deployed(supernet.extract(arch), backend, threads))
+        done()
+    for r in range(rounds):
         for i, model in enumerate(ready):
             out[r, i] = time_tracking(model, threads, min_run_time).median
-            if progress:
-                progress(r * len(archs) + i)
+            done()
     return out
+
+
+def subnet_steps(count: int, rounds: int) -> int:
+    """How many ``progress`` calls :func:`time_subnets` makes for ``count`` subnets and ``rounds`` rounds."""
+    return count * rounds if rounds == 1 else count * (rounds + 1)
 
 
 def random_architectures(supernet: LightTrackSupernet, count: int, seed: int) -> list[Architecture]:
@@ -226,7 +241,8 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
 
 def validate_table(table: Any, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
                    progress: Callable[[int], None] | None = None, min_run_time: float = 0.5) -> dict[str, Any]:
-    """Time ``count`` random subnets twice, interleaved, with the table's backend. The noise floor is
+    """Prepare ``count`` random subnets, then time them twice, interleaved, with the table's backend
+    (``progress`` counts ``subnet_steps(count, 2)`` steps). The noise floor is
     how well the second timing agrees with the first; the predictor (``table.predict``: a
     :class:`LatencyTable` or a fitted :class:`~lighttrack_nas.cost.predictor.LatencyModel`) is scored
     against the first, taken the same way."""

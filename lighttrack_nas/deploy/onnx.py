@@ -116,7 +116,11 @@ def export_onnx(model: TrackingNet, path: str | Path,
 
 
 def session_options(threads: int = 1, optimization: str = "all") -> ort.SessionOptions:
-    """Sequential execution on ``threads`` intra-op threads at an ``OPTIMIZATION_LEVELS`` level."""
+    """Sequential execution on ``threads`` intra-op threads at an ``OPTIMIZATION_LEVELS`` level.
+
+    The worker threads sleep between runs instead of spinning: a spinning pool holds the cores the
+    tracker's own cropping and post-processing need, which cost the 2-thread tracker 1.7-2.7x in
+    frame rate for 10-25 % of network time (docs/benchmarks.md, issue 30)."""
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"unknown optimisation level {optimization!r}; choose from {list(OPTIMIZATION_LEVELS)}")
     if threads < 1:
@@ -126,6 +130,7 @@ def session_options(threads: int = 1, optimization: str = "all") -> ort.SessionO
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     opts.log_severity_level = 3  # errors only (the NCHWc serialisation note is not one)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

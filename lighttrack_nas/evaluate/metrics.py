@@ -251,3 +251,25 @@ def frame_rate(times: np.ndarray | SequenceABC[np.ndarray]) -> float | None:
     seconds = np.concatenate([np.asarray(t, dtype=np.float64).reshape(-1) for t in arrays])
     seconds = seconds[np.isfinite(seconds) & (seconds > 0)]
     return float(seconds.size / seconds.sum()) if seconds.size else None
+
+
+def paired_ao_difference(base: GOT10kResult, other: GOT10kResult, resamples: int = 10000, level: float = 0.95,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """``other``'s AO minus ``base``'s on the same sequences, with a paired bootstrap interval.
+
+    Sequences are resampled with replacement (both trackers keep the same draw) and AO is pooled
+    over the drawn sequences' frames, as AO itself is. Returns ``(difference, low, high)``, the
+    interval being the central ``level`` percentile interval of ``resamples`` draws.
+    """
+    names = sorted(base.per_sequence)
+    if sorted(other.per_sequence) != names:
+        raise ValueError("paired AO difference: the two results cover different sequences")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"paired AO difference: level must be in (0, 1), got {level}")
+    frames = np.array([base.per_sequence[n]["frames"] for n in names], dtype=np.float64)
+    gaps = np.array([other.per_sequence[n]["ao"] - base.per_sequence[n]["ao"] for n in names]) * frames
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
+    boot = gaps[draws].sum(axis=1) / frames[draws].sum(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(gaps.sum() / frames.sum()), float(low), float(high)
