@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lighttrack_nas.cost import CostTable, count_tracking_model
@@ -125,6 +126,34 @@ def test_latency_model_recovers_an_additive_latency_and_refuses_too_few_subnets(
     assert max(errors) < 0.02 and (model.weights >= 0).all()
     with pytest.raises(ValueError, match="at least 10"):
         LatencyModel.fit(net, train[:9], [seconds(a) for a in train[:9]])
+
+
+def test_validation_timings_are_medians_of_interleaved_rounds(micro_config, monkeypatch):
+    import lighttrack_nas.cost.latency as latency
+
+    net = build_supernet(experiment_space(load_experiment(micro_config)))
+    # rounds 0, 2, 4 make the first timing, rounds 1, 3, 5 the second
+    rounds = np.array([[1.0, 2.0], [5.0, 5.0], [3.0, 4.0], [6.0, 9.0], [2.0, 3.0], [7.0, 6.0]]) * 1e-3
+    asked = []
+
+    def fake_time_subnets(supernet, archs, threads, backend, count, min_run_time, progress):
+        asked.append(count)
+        return rounds
+
+    class Fixed:
+        meta = {"backend": "torch"}
+
+        def predict(self, arch):
+            return 2e-3
+
+    monkeypatch.setattr(latency, "time_subnets", fake_time_subnets)
+    result = latency.validate_table(Fixed(), net, count=2, repeats=3)
+    assert asked == [6] and result["repeats"] == 3
+    assert [p["measured_ms"] for p in result["pairs"]] == pytest.approx([2.0, 3.0])
+    assert [p["remeasured_ms"] for p in result["pairs"]] == pytest.approx([6.0, 6.0])
+    assert result["within_10pct"] == 0.5  # 2 ms predicted: exact for the first, 33 % off for the second
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        latency.validate_table(Fixed(), net, count=2, repeats=0)
 
 
 def test_latency_model_build_save_load_and_validate(micro_config, tmp_path):

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.cost.latency import BACKENDS, LatencyTable
+from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, subnet_steps
 from lighttrack_nas.cost.predictor import LatencyModel
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space
@@ -46,14 +46,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--fit-subnets", type=int, default=None,
                    help="random subnets timed whole: to fit the lut's scale and overhead (default 10), or the "
                         "regression (default 100, at least 10)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="regression: each subnet's time is the median of R interleaved rounds (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for the calibration subnets (default: %(default)s)")
     p.add_argument("--out", required=True, help="output LUT (JSON)")
     args = p.parse_args()
     regression = args.predictor == "regression"
     args.fit_subnets = args.fit_subnets if args.fit_subnets is not None else (100 if regression else 10)
     args.min_run_time = args.min_run_time if args.min_run_time is not None else (0.3 if regression else 0.05)
-    if args.threads < 1 or args.min_run_time <= 0:
-        p.error("--threads must be >= 1 and --min-run-time > 0")
+    if args.threads < 1 or args.min_run_time <= 0 or args.repeats < 1:
+        p.error("--threads and --repeats must be >= 1 and --min-run-time > 0")
     if args.fit_subnets < (10 if regression else 0):
         p.error(f"--fit-subnets {args.fit_subnets}: the {args.predictor} predictor needs at least "
                 f"{10 if regression else 0}")
@@ -65,9 +67,10 @@ def main() -> int:
     torch.manual_seed(0)
     supernet = build_supernet(experiment_space(load_experiment(args.config)) if args.config else load_space(args.space))
     if args.predictor == "regression":
-        with tqdm(total=args.fit_subnets, desc="timing subnets", unit="subnet") as bar:
+        with tqdm(total=subnet_steps(args.fit_subnets, args.repeats),
+                  desc=f"preparing subnets, timing each {args.repeats} time(s)") as bar:
             model = LatencyModel.build(supernet, args.threads, args.fit_subnets, args.seed, args.backend,
-                                       args.min_run_time, progress=lambda i: bar.update(1))
+                                       args.min_run_time, progress=lambda i: bar.update(1), repeats=args.repeats)
         model.save(args.out)
         print(f"wrote {args.out}: regression on {args.fit_subnets} subnets, {len(model.names)} features, "
               f"cross-validated mean |error| {model.meta['cv_mean_abs_rel_error']:.1%} ({describe_machine()}, "

@@ -5,7 +5,8 @@
   --checkpoint CKPT      measure a checkpoint's network: a stand-alone one (e.g. a dense or pruned
                          cnn from tools/train_baseline.py / tools/prune.py), a subnet, or --arch of a supernet
   --lut LUT --arch ARCH  also print the LUT's prediction
-  --lut LUT --validate N time N random subnets twice, interleaved: the noise floor (how often the
+  --lut LUT --validate N time N random subnets twice (each timing the median of --repeats rounds, all
+                         rounds interleaved): the noise floor (how often the
                          second timing is within +-10 % of the first, their Spearman) beside the
                          predictor's error against the first (within +-10 %, Spearman, RMSE), and a
                          predicted-vs-measured PNG (--plot). LUT: a table or a regression model
@@ -43,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--arch", help="architecture to measure (preset, compact, published or JSON)")
     p.add_argument("--checkpoint", help="measure this checkpoint's network (see above)")
     p.add_argument("--validate", type=int, default=0, metavar="N", help="validate the LUT on N random subnets")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="with --validate: each of the two timings is the median of R interleaved rounds "
+                        "(default: %(default)s; a shared machine's slow spells then move it less)")
     p.add_argument("--sample", type=int, default=0, metavar="N",
                    help="measure N uniformly sampled subnets of --space (seed --seed): median and quartiles")
     p.add_argument("--crops", type=int, nargs=2, metavar=("TEMPLATE", "SEARCH"),
@@ -58,6 +62,8 @@ def parse_args() -> argparse.Namespace:
         p.error("give --arch, --checkpoint, --sample N and/or --lut LUT --validate N")
     if args.validate and not args.lut:
         p.error("--validate needs --lut")
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.checkpoint and (args.lut or args.validate):
         p.error("--checkpoint measures one network; --lut/--validate belong to a search space")
     return args
@@ -116,8 +122,10 @@ def main() -> int:
         if table:
             out["predicted_ms"] = table.predict(arch) * 1e3
     if args.validate:
-        with tqdm(total=subnet_steps(args.validate, 2), desc="preparing subnets, then timing them twice") as bar:
-            result = validate_table(table, supernet, args.validate, threads, args.seed, progress=lambda i: bar.update(1))
+        with tqdm(total=subnet_steps(args.validate, 2 * args.repeats),
+                  desc=f"preparing subnets, then timing them {2 * args.repeats} times") as bar:
+            result = validate_table(table, supernet, args.validate, threads, args.seed,
+                                    progress=lambda i: bar.update(1), repeats=args.repeats)
         out["validation"] = result
         if args.plot:
             plot_validation(result, args.plot)

@@ -240,16 +240,22 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
 
 
 def validate_table(table: Any, supernet: LightTrackSupernet, count: int, threads: int = 1, seed: int = 1,
-                   progress: Callable[[int], None] | None = None, min_run_time: float = 0.5) -> dict[str, Any]:
-    """Prepare ``count`` random subnets, then time them twice, interleaved, with the table's backend
-    (``progress`` counts ``subnet_steps(count, 2)`` steps). The noise floor is
-    how well the second timing agrees with the first; the predictor (``table.predict``: a
-    :class:`LatencyTable` or a fitted :class:`~lighttrack_nas.cost.predictor.LatencyModel`) is scored
-    against the first, taken the same way."""
+                   progress: Callable[[int], None] | None = None, min_run_time: float = 0.5,
+                   repeats: int = 1) -> dict[str, Any]:
+    """Prepare ``count`` random subnets, then time them twice with the table's backend, each timing the
+    median of ``repeats`` rounds, all ``2 x repeats`` rounds interleaved (``progress`` counts
+    ``subnet_steps(count, 2 * repeats)`` steps). The noise floor is how well the second timing agrees
+    with the first; the predictor (``table.predict``: a :class:`LatencyTable` or a fitted
+    :class:`~lighttrack_nas.cost.predictor.LatencyModel`) is scored against the first, taken the same
+    way. Repeats spread each timing over the run, so a slow spell of a shared machine moves it less."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     archs = random_architectures(supernet, count, seed)
-    times = time_subnets(supernet, archs, threads, table.meta.get("backend", "torch"), 2, min_run_time, progress)
+    rounds = time_subnets(supernet, archs, threads, table.meta.get("backend", "torch"), 2 * repeats, min_run_time,
+                          progress)
+    times = np.stack([np.median(rounds[0::2], axis=0), np.median(rounds[1::2], axis=0)])
     pred = np.array([table.predict(arch) for arch in archs])
-    return {"count": count, **agreement(pred, times[0]), "noise_floor": agreement(times[1], times[0]),
+    return {"count": count, "repeats": repeats, **agreement(pred, times[0]), "noise_floor": agreement(times[1], times[0]),
             "pairs": [{"predicted_ms": p * 1e3, "measured_ms": m * 1e3, "remeasured_ms": m2 * 1e3, "arch": str(a)}
                       for p, m, m2, a in zip(pred, times[0], times[1], archs)]}
 

@@ -105,13 +105,16 @@ class LatencyModel:
     @classmethod
     def build(cls, supernet: LightTrackSupernet, threads: int = 1, fit_subnets: int = 100, seed: int = 0,
               backend: str = "torch", min_run_time: float = 0.3,
-              progress: Callable[[int], None] | None = None) -> "LatencyModel":
-        """Time ``fit_subnets`` random subnets (seed ``seed``) as ``backend`` runs them and fit."""
+              progress: Callable[[int], None] | None = None, repeats: int = 3) -> "LatencyModel":
+        """Time ``fit_subnets`` random subnets (seed ``seed``) as ``backend`` runs them, each the median
+        of ``repeats`` interleaved rounds (``progress``: ``subnet_steps(fit_subnets, repeats)`` calls), and fit."""
         _check_backend(backend)
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
         archs = random_architectures(supernet, fit_subnets, seed)
-        seconds = time_subnets(supernet, archs, threads, backend, 1, min_run_time, progress)[0]
+        seconds = np.median(time_subnets(supernet, archs, threads, backend, repeats, min_run_time, progress), axis=0)
         meta = {"threads": threads, "backend": backend, "machine": machine_info(), "min_run_time": min_run_time,
-                "seed": seed}
+                "seed": seed, "repeats": repeats}
         return cls.fit(supernet, archs, seconds, meta)
 
     def bind(self, supernet: LightTrackSupernet) -> "LatencyModel":
