@@ -4,10 +4,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from .config import StopError
 from .data.sequence import DataError
 from .space.space import ConstraintError, SpaceError
 
-USER_ERRORS = (SpaceError, ConstraintError, DataError, FileNotFoundError, KeyError, ValueError)
+# KeyError is not among them: a bare one is a bug and keeps its traceback (names that are not known
+# raise UnknownNameError, a ValueError)
+USER_ERRORS = (SpaceError, ConstraintError, DataError, FileNotFoundError, ValueError, StopError)
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
@@ -15,7 +18,6 @@ def run_cli(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

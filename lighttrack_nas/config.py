@@ -10,6 +10,18 @@ class ConfigError(ValueError):
     """A config file is missing, malformed, or has a wrong field; the message names it."""
 
 
+class UnknownNameError(KeyError, ValueError):
+    """A name (model, op, format, choice, candidate) that is not known; the message lists the known ones.
+    A KeyError for lookups, a ValueError for the command line (one line, no traceback)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StopError(RuntimeError):
+    """Work cannot go on for a reason its message explains (e.g. the loss became NaN)."""
+
+
 # top-level keys naming another file: resolved against the folder of the file that declares them
 FILE_KEYS = ("space", "tracker")
 
@@ -53,3 +65,46 @@ def check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> Non
     unknown = set(section) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def check_number(section: Mapping[str, Any], key: str, where: str, *, integer: bool = False,
+                 low: float | None = None, high: float | None = None, low_open: bool = False,
+                 optional: bool = False) -> None:
+    """Raise ConfigError unless ``section[key]`` is a number (an integer with ``integer``) within
+    ``[low, high]`` (``(low, high]`` with ``low_open``), or None with ``optional``; absent keys pass."""
+    if key not in section or (optional and section[key] is None):
+        return
+    value = section[key]
+    kind = "an integer" if integer else "a number"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bounds = "" if low is None else f" {'>' if low_open else '>='} {low}"
+        bounds += "" if high is None else f"{' and' if bounds else ''} <= {high}"
+        raise ConfigError(f"{where}.{key} must be {kind}{bounds}{' or null' if optional else ''}, got {value!r}")
+
+
+def check_type(section: Mapping[str, Any], key: str, where: str, kind: type, optional: bool = False) -> None:
+    """Raise ConfigError unless ``section[key]`` is a ``kind`` (or None with ``optional``); absent keys pass."""
+    if key not in section or (optional and section[key] is None):
+        return
+    if not isinstance(section[key], kind) or (kind is not bool and isinstance(section[key], bool)):
+        raise ConfigError(f"{where}.{key} must be a {kind.__name__}{' or null' if optional else ''}, "
+                          f"got {section[key]!r}")
+
+
+def config_differences(saved: Any, now: Any, ignore: frozenset[str] = frozenset(), _at: str = "") -> list[str]:
+    """``"key.path: saved X, now Y"`` for every leaf that differs between two plain configs, except
+    the dotted paths in ``ignore``."""
+    if _at in ignore:
+        return []
+    if isinstance(saved, Mapping) and isinstance(now, Mapping):
+        out: list[str] = []
+        for key in sorted(set(saved) | set(now), key=str):
+            path = f"{_at}.{key}" if _at else str(key)
+            out += config_differences(saved.get(key, "<absent>"), now.get(key, "<absent>"), ignore, path)
+        return out
+    return [] if saved == now else [f"{_at}: saved {saved!r}, now {now!r}"]

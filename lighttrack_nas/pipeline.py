@@ -20,6 +20,7 @@ import torch
 
 from .cost import CostTable
 from .data.sources import load_split
+from .io import write_json
 from .models import build_supernet, load_supernet
 from .search.fitness import SubnetEvaluator, calibration_batches, reference_architectures, static_baseline
 from .search.runner import run_search
@@ -121,7 +122,7 @@ def run_pipeline(config: str | Path, out: str | Path, tracker_yaml: str | Path =
     report_path = out / "supernet_eval.json"
     if not report_path.exists():
         report = timed("evaluate supernet", stage_evaluate, cfg, checkpoint, tracker_yaml, calibration_images)
-        report_path.write_text(json.dumps(report, indent=2))
+        write_json(report_path, report)
     summary["supernet_eval"] = json.loads(report_path.read_text())
     summary["costs"] = timed("costs", stage_costs, checkpoint, out / "costs.csv", 8)
     if cfg.get("search"):
@@ -135,5 +136,5 @@ def run_pipeline(config: str | Path, out: str | Path, tracker_yaml: str | Path =
                               "missing": len(report["missing"]),
                               "verdicts": {e["budget"]: e["verdict"] for e in report["matched"]}}
     summary["seconds"] = timings
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     return summary

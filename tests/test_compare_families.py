@@ -108,3 +108,21 @@ def test_only_runs_the_chosen_groups(run, micro_config, tmp_path):
     config, out, _ = run  # everything finished: a run of one group skips all of its stages
     stages = run_compare(prepare(config, out), out, only=["hybrid"], progress=False)
     assert all(v["last"] == "skipped" for k, v in stages.items() if k.startswith("seed0/hybrid/"))
+
+
+def test_compresstracker_refuses_a_half_trained_teacher(run, tmp_path):
+    import shutil
+
+    import torch
+
+    from lighttrack_nas.compare import run_compare
+
+    config, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    teacher = copy / "vit" / "seed0" / "dense" / "checkpoint.pt"
+    state = torch.load(teacher, map_location="cpu", weights_only=True)
+    torch.save({**state, "iteration": 1}, teacher)  # as another process sees it while the teacher still trains
+    shutil.rmtree(copy / "vit" / "seed0" / "compresstracker")
+    with pytest.raises(ValueError, match="teacher of seed 0 has not finished its training"):
+        run_compare(prepare(config, copy), copy, only=["compresstracker"], progress=False)

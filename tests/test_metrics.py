@@ -276,7 +276,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("lighttrack_nas.evaluate.results.os.replace", broken)
+    monkeypatch.setattr("lighttrack_nas.io.os.replace", broken)
     with pytest.raises(OSError, match="disk full"):
         write_results(folder, "s", boxes(2) + 1, layout="otb")
     # the old file is intact and no temporary file is left behind

@@ -8,13 +8,13 @@ python tools/eval_supernet.py --config experiments/supernet_tiny.yaml --supernet
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import torch
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.io import write_json
 from lighttrack_nas.pipeline import stage_evaluate
 from lighttrack_nas.train import load_experiment
 
@@ -50,7 +50,7 @@ def main() -> int:
                   f"({row['ao_gain']:.1f}x), SR0.5 {row['trained']['sr50']:.3f}, {row['macs'] / 1e6:.1f} M MACs  "
                   f"[{row['arch']}]")
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        write_json(args.out, report)
     return 0
 
 

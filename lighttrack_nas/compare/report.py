@@ -19,7 +19,7 @@ from matplotlib.ticker import FuncFormatter
 from ..data.sources import load_split
 from ..evaluate import open_results, score_results
 from ..evaluate.plots import plot_ope
-from ..evaluate.results import atomic_write
+from ..io import atomic_write
 from ..machine import machine_info
 from ..search.pareto import pareto_front
 from .runner import TEST_FILE

@@ -43,7 +43,7 @@ from ..data.sequence import Sequence
 from ..data.sources import load_split
 from ..deploy import inference_model
 from ..evaluate import score_tracks, track_sequences, write_results
-from ..evaluate.results import atomic_write
+from ..io import atomic_write
 from ..models.build import load_tracking_model, read_checkpoint
 from ..pipeline import stage_data, stage_train
 from ..search.runner import run_search, tracker_settings
@@ -327,6 +327,9 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
     the plan: full students and the ablation)."""
     plan, tag = exp.compress, f"seed{seed}"
     teacher = out / plan.teacher / tag / "dense" / "checkpoint.pt"
+    if not finished(teacher, exp.family(plan.teacher).experiment(seed)):
+        raise ValueError(f"{teacher}: the {plan.teacher} teacher of seed {seed} has not finished its training; run "
+                         f"the {plan.teacher} group to its end first (or together with compresstracker)")
     teacher_phase = dense_phase(exp.family(plan.teacher), seed)
     for label, layers, switches in plan.variants:
         cfg = plan.experiment(seed)

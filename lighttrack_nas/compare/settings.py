@@ -48,6 +48,7 @@ import yaml
 
 from ..compress import PruneSettings
 from ..config import ConfigError, check_keys, deep_merge, load_yaml
+from ..io import atomic_write
 from ..search.settings import SearchSettings, parse_count
 from ..train.retrain import INITS
 from ..train.trainer import DEFAULT_TRAIN, load_experiment
@@ -298,7 +299,7 @@ def _compress_plan(data: Mapping[str, Any], config: Path, families: Mapping[str,
 
 
 def _write(path: Path, cfg: Mapping[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+    atomic_write(path, yaml.safe_dump(dict(cfg), sort_keys=False))
 
 
 def _prune_error(config: Path, family: str, err: ValueError) -> str:

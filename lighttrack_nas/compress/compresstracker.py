@@ -35,7 +35,7 @@ from torch import nn
 from ..config import ConfigError, check_keys, deep_merge
 from ..cost.count import count_tracking_model
 from ..cost.latency import network_latency
-from ..evaluate.results import atomic_write
+from ..io import atomic_write
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..models.transformer import ViTTracker

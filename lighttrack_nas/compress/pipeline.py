@@ -31,7 +31,7 @@ from torch import nn
 from ..config import ConfigError, check_keys, deep_merge
 from ..cost.latency import network_latency
 from ..deploy import inference_model
-from ..evaluate.results import atomic_write
+from ..io import atomic_write
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..train.baseline import BaselineTrainer, model_section

@@ -15,7 +15,6 @@ deployment runtime. :mod:`.predictor` fits a predictor on whole subnets instead 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from ..io import write_json
 from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
@@ -160,9 +160,7 @@ class LatencyTable:
         """Write the LUT as JSON (atomically)."""
         data = {"meta": self.meta, "overhead": self.overhead, "scale": self.scale,
                 "entries": [[list(k), v] for k, v in self.entries.items()]}
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_json(path, data, indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

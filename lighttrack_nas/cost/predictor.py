@@ -134,7 +134,7 @@ class LatencyModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
-        from ..evaluate.results import atomic_write
+        from ..io import atomic_write
 
         data = {"kind": self.kind, "meta": self.meta, "names": self.names, "weights": self.weights.tolist(),
                 "scale": self.scale.tolist()}

@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from ..evaluate.results import atomic_write
+from ..io import atomic_write
 from ..models.lighttrack import TrackingNet
 
 OPTIMIZATION_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from .metrics import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS,
                       OPEResult)
-from .results import atomic_write
+from ..io import atomic_write
 
 
 def plot_ope(results: Mapping[str, OPEResult], path: str | Path, title: str = "") -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import ast
 import glob
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,31 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sequence import Sequence
+from ..io import atomic_write
 from .metrics import GOT10kResult, OPEResult, Runs, evaluate_got10k, evaluate_ope, frame_rate
 
 LAYOUTS = ("got10k", "otb")
 _TIME_SUFFIX = "_time.txt"
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    The file gets the permissions a plain ``open(path, "w")`` would (``0o666`` less the umask),
-    not the owner-only ones of the temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _check_layout(layout: str) -> None:

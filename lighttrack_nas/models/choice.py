@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import UnknownNameError
 from .ops import build_op
 
 
@@ -134,7 +135,7 @@ def activate(model: nn.Module, arch: Mapping[str, Any]) -> None:
         if isinstance(m, LayerChoice):
             value = str(arch[m.label])
             if value not in m.candidates:
-                raise KeyError(f"{m.label}: {value!r} is not a candidate ({', '.join(m.candidates)})")
+                raise UnknownNameError(f"{m.label}: {value!r} is not a candidate ({', '.join(m.candidates)})")
             m.active = value
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..space.space import Architecture, SearchSpace
+from ..space.space import Architecture, SearchSpace, SpaceError
 from .choice import LayerChoice, WidthSlice, activate, freeze, op_choice
 from .ops import DepthwiseSeparable, Skip, activation, conv_bn, make_divisible
 from .registry import register_model
@@ -158,6 +158,23 @@ class TrackingNet(CachedTemplate):
         return self.predict(self.correlate(zf, x))
 
 
+REQUIRED_SETTINGS = frozenset({"template_size", "search_size", "stem_channels", "ds_channels", "stages",
+                               "feature_stages", "neck_channels"})
+OPTIONAL_SETTINGS = frozenset({"backbone_width_mult", "head_width_mult", "stem_activation", "channel_attention_reduction",
+                               "cls_scale", "reg_scale", "head_per_stride", "head_share_kernels", "head_share_widths"})
+
+
+def check_settings(settings: Mapping[str, Any], source: str = "space") -> None:
+    """Raise SpaceError naming unknown or missing LightTrack space settings (e.g. a typo in ``space_settings``)."""
+    unknown = sorted(set(settings) - REQUIRED_SETTINGS - OPTIONAL_SETTINGS)
+    if unknown:
+        raise SpaceError(f"{source}: unknown setting(s) {unknown} (space settings or an experiment's space_settings); "
+                         f"allowed: {sorted(REQUIRED_SETTINGS | OPTIONAL_SETTINGS)}")
+    missing = sorted(REQUIRED_SETTINGS - set(settings))
+    if missing:
+        raise SpaceError(f"{source}: settings {missing} are required by the LightTrack supernet")
+
+
 @register_model("lighttrack")
 class LightTrackSupernet(TrackingNet):
     """All candidates of the LightTrack space; ``set_arch(arch)`` selects the single path."""
@@ -168,6 +185,7 @@ class LightTrackSupernet(TrackingNet):
         super().__init__()
         self.space = space
         s = space.settings
+        check_settings(s, space.name)
         self.template_size, self.search_size = int(s["template_size"]), int(s["search_size"])
         bmult, hmult = float(s.get("backbone_width_mult", 1.0)), float(s.get("head_width_mult", 1.0))
         stem_act = str(s.get("stem_activation", "swish"))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import UnknownNameError
+
 OpFactory = Callable[..., nn.Module]
 _OPS: dict[str, OpFactory] = {}
 
@@ -35,7 +37,7 @@ def build_op(spec: Mapping[str, Any], in_channels: int, out_channels: int, strid
     params = dict(spec)
     type_name = params.pop("type", None)
     if type_name not in _OPS:
-        raise KeyError(f"op type {type_name!r} is not registered; registered: {sorted(_OPS)}")
+        raise UnknownNameError(f"op type {type_name!r} is not registered; registered: {sorted(_OPS)}")
     try:
         return _OPS[type_name](in_channels, out_channels, stride, **params)
     except (TypeError, ValueError) as err:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..config import UnknownNameError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -22,7 +24,7 @@ def register_model(name: str) -> Callable:
 
 def model_builder(name: str | None) -> Callable[..., nn.Module]:
     if name not in _MODELS:
-        raise KeyError(f"model {name!r} is not registered; registered: {sorted(_MODELS)}")
+        raise UnknownNameError(f"model {name!r} is not registered; registered: {sorted(_MODELS)}")
     return _MODELS[name]
 
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..io import atomic_write
 
 Record = dict[str, Any]
 # objective name -> (record key, axis label, scale to axis unit)
@@ -36,11 +39,12 @@ def fronts(records: list[Record]) -> dict[str, list[Record]]:
 
 def write_pareto_csv(records: list[Record], path: str | Path) -> None:
     """One row per front member and objective (column ``front``)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for name, members in fronts(records).items():
-            writer.writerows({**r, "front": name} for r in members)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for name, members in fronts(records).items():
+        writer.writerows({**r, "front": name} for r in members)
+    atomic_write(path, text.getvalue())
 
 
 def plot_pareto(records: list[Record], path: str | Path, best: Record | None = None,

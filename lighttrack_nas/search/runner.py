@@ -31,6 +31,7 @@ from ..cost.latency import BACKENDS as LATENCY_BACKENDS
 from ..cost.latency import LatencyTable, network_latency
 from ..cost.predictor import LatencyModel, load_latency_predictor
 from ..cost.table import CostTable
+from ..io import atomic_write
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
 from ..train.trainer import load_experiment
@@ -71,7 +72,7 @@ class SearchRunner:
         """Write ``state.json`` atomically."""
         state = {"version": STATE_VERSION, "job": self.job, "search": self.search.state_dict(), "done": self.done,
                  "elapsed_s": self.elapsed}
-        write_atomic(self.state_path, json.dumps(state, indent=1))
+        atomic_write(self.state_path, json.dumps(state, indent=1))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :func:`read_state` and every evaluated candidate (those of an
@@ -154,8 +155,8 @@ class SearchRunner:
         if best is None:
             result["note"] = (f"none of the {len(top)} finalists met the latency budget when measured; the latency "
                               f"table under-predicts on this machine now: rebuild it or lower --latency-budget")
-        write_atomic(self.log_path, "".join(json.dumps(r) + "\n" for r in self.records.values()))
-        write_atomic(self.out / "best.json", json.dumps(result, indent=2))
+        atomic_write(self.log_path, "".join(json.dumps(r) + "\n" for r in self.records.values()))
+        atomic_write(self.out / "best.json", json.dumps(result, indent=2))
         write_pareto_csv(evaluated, self.out / "pareto.csv")
         plot_pareto(evaluated, self.out / "pareto.png", best, budgets.to_dict())
         return result
@@ -185,16 +186,6 @@ def cost_table(net: torch.nn.Module) -> CostTable:
 _COST_TABLES: dict[str, CostTable] = {}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file, sync it and rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_records(path: Path) -> dict[str, Record]:
     """The candidates of a ``candidates.jsonl``; a last line cut short by a kill is dropped (from
     the file too)."""
@@ -208,7 +199,7 @@ def read_records(path: Path) -> dict[str, Record]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 log.warning("%s: dropping a truncated last line", path)
-                write_atomic(path, "".join(json.dumps(r) + "\n" for r in records.values()))
+                atomic_write(path, "".join(json.dumps(r) + "\n" for r in records.values()))
                 break
             raise ValueError(f"{path}:{i + 1}: not a JSON record") from None
         records[record["arch"]] = record

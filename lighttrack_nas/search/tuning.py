@@ -9,7 +9,7 @@ result is never worse than the base on the tuned sequences.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..data.sequence import Sequence
+from ..io import atomic_write, write_json
 from ..tracker import TrackerConfig
 from .backend import set_threads
 from .distributed import import_ray, start_ray
@@ -96,12 +97,12 @@ def write_tuning(result: TuneResult, out: str | Path, info: dict[str, Any]) -> P
               "# Ranges: " + ", ".join(f"{k} [{lo}, {hi}]" for k, (lo, hi) in RANGES.items())]
     body = [f"{k}: {v:.6g}" for k, v in result.best.to_dict().items()]
     path = out / "tracker.yaml"
-    path.write_text("\n".join(header + body) + "\n")
-    with open(out / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(RANGES) + list(METRICS))
-        writer.writeheader()
-        writer.writerows(sorted(result.trials, key=lambda t: -t["fitness"]))
-    (out / "tune.json").write_text(json.dumps({**info, "ranges": RANGES, "best": result.best.to_dict(),
-                                               "scores": result.scores, "base_scores": result.base_scores,
-                                               "trials": len(result.trials)}, indent=2))
+    atomic_write(path, "\n".join(header + body) + "\n")
+    trials = io.StringIO(newline="")
+    writer = csv.DictWriter(trials, fieldnames=list(RANGES) + list(METRICS))
+    writer.writeheader()
+    writer.writerows(sorted(result.trials, key=lambda t: -t["fitness"]))
+    atomic_write(out / "trials.csv", trials.getvalue())
+    write_json(out / "tune.json", {**info, "ranges": RANGES, "best": result.best.to_dict(), "scores": result.scores,
+                                   "base_scores": result.base_scores, "trials": len(result.trials)})
     return path

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..config import UnknownNameError
+
 if TYPE_CHECKING:
     from .space import Architecture, SearchSpace
 
@@ -40,7 +42,7 @@ def get_format(name: str) -> ArchFormat:
     try:
         return _FORMATS[name]
     except KeyError:
-        raise KeyError(f"unknown architecture format {name!r}; registered: {sorted(_FORMATS)}") from None
+        raise UnknownNameError(f"unknown architecture format {name!r}; registered: {sorted(_FORMATS)}") from None
 
 
 class LightTrackFormat:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ..config import ConfigError, load_yaml
+from ..config import ConfigError, UnknownNameError, load_yaml
 from .formats import get_format
 
 Value = Any
@@ -91,7 +91,7 @@ class Architecture(Mapping[str, Value]):
         try:
             return self._values[label]
         except KeyError:
-            raise KeyError(f"{label!r} is not a choice of space {self.space.name!r}") from None
+            raise UnknownNameError(f"{label!r} is not a choice of space {self.space.name!r}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)

@@ -17,6 +17,7 @@ from ..data.sequence import Sequence
 from ..data.sources import load_split
 from ..deploy import inference_model
 from ..evaluate import evaluate_tracking_model
+from ..io import write_json
 from ..models.build import load_tracking_model, read_checkpoint
 from ..tracker import TrackerConfig
 from .trainer import SubnetTrainer, load_experiment
@@ -88,7 +89,7 @@ def retrain(config: str | Path, arch: str, out: str | Path, *, init: str = "scra
               **evaluate_subnet(checkpoint, sequences, TrackerConfig.from_dict(settings), progress),
               "tracker": settings, "iterations": trainer.iteration, "schedule_iterations": trainer.total,
               "batch_size": batch, "samples": trainer.iteration * batch}
-    (Path(out) / "eval.json").write_text(json.dumps(report, indent=2))
+    write_json(Path(out) / "eval.json", report)
     return report
 
 

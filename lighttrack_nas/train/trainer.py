@@ -32,8 +32,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import ConfigError, check_keys, deep_merge, load_yaml
+from ..config import (ConfigError, StopError, check_keys, check_number, check_type, config_differences, deep_merge,
+                      load_yaml)
 from ..data.pairs import PairDataset
+from ..data.sources import check_data_config
+from ..io import save_torch
 from ..data.targets import build_targets
 from ..cost import CostTable
 from ..models.build import build_supernet, read_checkpoint
@@ -54,11 +57,15 @@ DEFAULT_TRAIN = {
     "search_size": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
+# settings a resume may change: they do not change what is trained (file paths of the space and the
+# tracker may move with the checkout; a changed space itself fails on the stored weights)
+RESUME_FREE = frozenset({"description", "device", "space", "tracker", "search", "train.threads",
+                         "train.checkpoint_every", "train.log_every", "data.workers"})
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
             "description", "model", "prune", "compress"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(StopError):
     """Training cannot go on (e.g. the loss became NaN); the message names the iteration."""
 
 
@@ -68,6 +75,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     check_keys(cfg, TOP_KEYS, str(path))
     cfg["train"] = deep_merge(DEFAULT_TRAIN, cfg.get("train", {}))
     check_keys(cfg["train"], set(DEFAULT_TRAIN), f"{path}: train")
+    _check_train(cfg["train"], f"{path}: train")
     if cfg["train"]["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
     ema = cfg["train"]["ema_decay"]
@@ -85,7 +93,30 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"{path}: sampling.head_paths must be an integer >= 1, got {head_paths!r}")
     if "space" not in cfg or "data" not in cfg:
         raise ConfigError(f"{path}: 'space' and 'data' are required")
+    check_data_config(cfg["data"], f"{path}: data")
     return cfg
+
+
+def _check_train(tc: dict[str, Any], where: str) -> None:
+    """Types and ranges of the ``train:`` fields (ConfigError naming the first wrong one)."""
+    for key in ("epochs", "iters_per_epoch", "batch_size", "checkpoint_every", "log_every"):
+        check_number(tc, key, where, integer=True, low=1)
+    check_number(tc, "freeze_backbone_epochs", where, integer=True, low=0)
+    check_number(tc, "threads", where, integer=True, low=1, optional=True)
+    check_number(tc, "search_size", where, integer=True, low=1, optional=True)
+    check_number(tc, "momentum", where, low=0, high=1)
+    for key in ("weight_decay", "backbone_lr_mult", "reg_loss_weight"):
+        check_number(tc, key, where, low=0)
+    check_number(tc, "label_radius_px", where, low=0, low_open=True)
+    check_number(tc, "grad_clip", where, low=0, optional=True)
+    check_type(tc, "channels_last", where, bool)
+    check_type(tc, "pretrained_backbone", where, str, optional=True)
+    check_type(tc, "train_backbone_from", where, str, optional=True)
+    if not isinstance(tc["lr"], dict):
+        raise ConfigError(f"{where}.lr must be a mapping with keys {sorted(DEFAULT_TRAIN['lr'])}, got {tc['lr']!r}")
+    check_keys(tc["lr"], set(DEFAULT_TRAIN["lr"]), f"{where}.lr")
+    for key in DEFAULT_TRAIN["lr"]:
+        check_number(tc["lr"], key, f"{where}.lr", low=0)
 
 
 def experiment_space(cfg: dict[str, Any]) -> SearchSpace:
@@ -93,6 +124,8 @@ def experiment_space(cfg: dict[str, Any]) -> SearchSpace:
     space = SearchSpace.from_yaml(cfg["space"])
     if cfg.get("space_settings"):
         spec = space.to_dict()
+        if not isinstance(cfg["space_settings"], dict):
+            raise ConfigError(f"space_settings must be a mapping, got {cfg['space_settings']!r}")
         spec["settings"] = deep_merge(spec["settings"], cfg["space_settings"])
         space = SearchSpace.from_dict(spec, source=cfg["space"])
     return space
@@ -255,28 +288,36 @@ class Trainer:
         return state
 
     def save(self) -> None:
-        """Write the checkpoint atomically (temporary file, fsync, rename); rank 0 only."""
-        if self.rank != 0:
-            return
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(self.state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.checkpoint_path)
+        """Write the checkpoint atomically (unique temporary file, fsync, rename); rank 0 only."""
+        if self.rank == 0:
+            save_torch(self.checkpoint_path, self.state_dict())
 
     def resume(self) -> bool:
         """Load the last checkpoint if there is one; returns whether it did."""
         if not self.checkpoint_path.exists():
             return False
         state = read_checkpoint(self.checkpoint_path)
+        if state.get("kind", self.kind) != self.kind:
+            raise ConfigError(f"{self.checkpoint_path}: a {state['kind']} checkpoint cannot resume {self.kind} "
+                              "training; choose another --out")
+        changed = config_differences(state.get("config", {}), _plain(self.cfg), RESUME_FREE)
+        if changed:
+            raise ConfigError(f"{self.checkpoint_path} was trained with other settings ({'; '.join(changed[:5])}"
+                              f"{f'; {len(changed) - 5} more' if len(changed) > 5 else ''}); resume with the "
+                              "config it started with, or choose another --out")
+        if self.ema is not None and "training_model" not in state:
+            raise ValueError(f"{self.checkpoint_path}: written without train.ema_decay; resume it with the same "
+                             "config (ema_decay 0) or start a new run")
+        try:
+            if self.ema is not None:
+                self.ema.module.load_state_dict(state["model"])
+            self.model.load_state_dict(state.get("training_model", state["model"]))
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()
+            raise ConfigError(f"{self.checkpoint_path}: its weights do not fit this {self.kind} (another space or "
+                              f"space_settings?): {reason[1].strip() if len(reason) > 1 else reason[0]}") from None
         if self.ema is not None:
-            if "training_model" not in state:
-                raise ValueError(f"{self.checkpoint_path}: written without train.ema_decay; resume it with the same "
-                                 "config (ema_decay 0) or start a new run")
-            self.ema.module.load_state_dict(state["model"])
             self.ema.n_averaged.copy_(state["ema_updates"])
-        self.model.load_state_dict(state.get("training_model", state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.load_extra_state(state)
         self.iteration, self.skipped = int(state["iteration"]), int(state["skipped"])

@@ -1,0 +1,45 @@
+"""The one way outputs reach the disk: atomically (a unique temporary file in the same folder,
+flushed and fsynced, then renamed over the target), so an interrupted run never leaves a torn file."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` atomically. The file gets the permissions a plain ``open(path, "w")``
+    would (``0o666`` less the umask), not the owner-only ones of the temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
+    """``data`` as JSON, atomically."""
+    atomic_write(path, json.dumps(data, indent=indent))
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """``torch.save(obj)`` atomically (serialised in memory first)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())

@@ -1,0 +1,69 @@
+"""Config checking and the command line's error contract: typos and wrong types are named, a resume
+with other settings is refused, known failures print one line, bugs keep their traceback."""
+import pytest
+
+from lighttrack_nas.cli import run_cli
+from lighttrack_nas.config import ConfigError, UnknownNameError, config_differences
+from lighttrack_nas.models import build_supernet
+from lighttrack_nas.space.space import SpaceError
+from lighttrack_nas.train import SupernetTrainer, TrainingError, experiment_space, load_experiment
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"data": {"generat": False}}, r"data: unknown key\(s\) \['generat'\]; allowed: \['augmentation'"),
+    ({"train": {"lr": {"peek": 9}}}, r"train.lr: unknown key\(s\) \['peek'\]; allowed: \['final', 'peak'"),
+    ({"data": {"splits": {"val": {"frame": 8}}}}, r"data.splits.val: unknown key\(s\) \['frame'\]"),
+    ({"train": {"epochs": "2"}}, r"train.epochs must be an integer >= 1, got '2'"),
+    ({"train": {"batch_size": 0}}, r"train.batch_size must be an integer >= 1, got 0"),
+    ({"train": {"lr": {"peak": "high"}}}, r"train.lr.peak must be a number >= 0, got 'high'"),
+    ({"train": {"momentum": 1.5}}, r"train.momentum must be a number >= 0 and <= 1, got 1.5"),
+    ({"train": {"channels_last": "yes"}}, r"train.channels_last must be a bool, got 'yes'"),
+    ({"data": {"workers": -1}}, r"data.workers must be an integer >= 0, got -1"),
+    ({"data": {"splits": {"train": {"size": [96]}}}}, r"data.splits.train.size must be \[width, height\]"),
+])
+def test_config_typos_and_wrong_types_are_named(micro_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(micro_config, override)
+
+
+def test_space_settings_typos_are_named(micro_config):
+    cfg = load_experiment(micro_config, {"space_settings": {"serach_size": 64}})
+    with pytest.raises(SpaceError, match=r"unknown setting\(s\) \['serach_size'\].*allowed: \[.*'search_size'"):
+        build_supernet(experiment_space(cfg))
+
+
+def test_config_differences_name_the_changed_leaves():
+    saved = {"train": {"batch_size": 4, "threads": 1, "lr": {"peak": 0.1}}, "seed": 0}
+    now = {"train": {"batch_size": 2, "threads": 2, "lr": {"peak": 0.1}}, "seed": 0, "extra": 1}
+    assert config_differences(saved, now, frozenset({"train.threads"})) == [
+        "extra: saved '<absent>', now 1", "train.batch_size: saved 4, now 2"]
+
+
+def test_resume_with_other_settings_is_refused(micro_config, tmp_path):
+    SupernetTrainer(load_experiment(micro_config), tmp_path, max_iters=3, progress=False).train()
+    changed = SupernetTrainer(load_experiment(micro_config, {"train": {"batch_size": 2}}), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"other settings \(train.batch_size: saved 4, now 2\)"):
+        changed.resume()
+    # what does not change the training may differ
+    same = SupernetTrainer(load_experiment(micro_config, {"train": {"threads": 1, "log_every": 5}}), tmp_path,
+                           progress=False)
+    assert same.resume() and same.iteration == 3
+
+
+def _cli(main, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    return stop.value.code, capsys.readouterr().err
+
+
+def test_known_failures_print_one_line_and_bugs_keep_their_traceback(capsys):
+    def nan():
+        raise TrainingError("loss became nan at iteration 1")
+
+    def unknown():
+        raise UnknownNameError("model 'x' is not registered; registered: ['lighttrack']")
+
+    assert _cli(nan, capsys) == (2, "error: loss became nan at iteration 1\n")
+    assert _cli(unknown, capsys) == (2, "error: model 'x' is not registered; registered: ['lighttrack']\n")
+    with pytest.raises(KeyError):  # a bare KeyError is a bug, not a user error
+        run_cli(lambda: {}["arch"])
