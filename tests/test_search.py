@@ -198,6 +198,16 @@ def test_unreachable_budget_names_the_smallest_cost(micro, tmp_path):
     assert not (tmp_path / "run" / "state.json").exists()  # nothing to resume: a new budget may be tried
 
 
+def test_finalists_are_distinct_networks():
+    from lighttrack_nas.search.runner import distinct_fittest
+
+    same = {"macs": 100, "params": 10, "fitness": 0.5}  # e.g. differing only after an early out position
+    records = [{"arch": "a", **same}, {"arch": "b", **same}, {"arch": "c", "macs": 90, "params": 9, "fitness": 0.4},
+               {"arch": "d", "macs": 80, "params": 8, "fitness": 0.45}]
+    assert [r["arch"] for r in distinct_fittest(records, 2)] == ["a", "d"]
+    assert [r["arch"] for r in distinct_fittest(records, 5)] == ["a", "d", "c"]
+
+
 def test_latency_budget_builds_a_table_and_measures_finalists(micro, tmp_path):
     out = tmp_path / "lat"
     result = _search(micro, out, latency_budget="1s")

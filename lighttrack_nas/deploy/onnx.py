@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +65,29 @@ def _as_tuple(value: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tenso
     return (value,) if isinstance(value, torch.Tensor) else tuple(value)
 
 
+@contextmanager
+def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the named loggers (``""``: the root logger) to at least ``level`` for the block: the ONNX
+    tool chain logs a line per pass or tensor at INFO, which would bury a tool's own output."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, level))
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, levels):
+            logger.setLevel(old)
+
+
 def module_to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str],
                    output_names: list[str], metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """Export ``module(*args)`` (eval mode, static shapes) with the torch.export-based exporter."""
-    logger = logging.getLogger("torch.onnx")  # notes such as "torchvision is not installed"
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(module.eval(), args, None, dynamo=True, verbose=False,
-                                        input_names=input_names, output_names=output_names)
-    finally:
-        logger.setLevel(level)
+    # torch.onnx notes such as "torchvision is not installed"; onnx_ir logs every initializer it merges
+    with quiet_loggers("torch.onnx", "onnx_ir", level=logging.ERROR), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module.eval(), args, None, dynamo=True, verbose=False,
+                                    input_names=input_names, output_names=output_names)
     proto = program.model_proto
     for key, value in (metadata or {}).items():
         proto.metadata_props.add(key=key, value=value)

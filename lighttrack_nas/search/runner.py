@@ -139,7 +139,7 @@ class SearchRunner:
         ``pareto.png`` and the final ``candidates.jsonl`` (measured latencies filled in)."""
         space = self.search.space
         evaluated = [self.records[str(a)] for a in self.search.fitness]
-        top = sorted(evaluated, key=lambda r: -r["fitness"])[:finalists]
+        top = distinct_fittest(evaluated, finalists)
         for record in tqdm(top, desc="measuring finalists", disable=not self.progress, leave=False):
             if record["latency_ms"] is None:
                 record["latency_ms"] = network_latency(supernet.extract(space.decode(record["arch"])), threads,
@@ -160,6 +160,23 @@ class SearchRunner:
         write_pareto_csv(evaluated, self.out / "pareto.csv")
         plot_pareto(evaluated, self.out / "pareto.png", best, budgets.to_dict())
         return result
+
+
+def distinct_fittest(records: list[Record], count: int) -> list[Record]:
+    """The ``count`` fittest records of distinct networks. Architectures that differ only in genes the
+    network does not use (e.g. blocks after an early ``out`` position) build the same network: same
+    MACs, parameters and fitness; only the first of them is kept, so the finalists are ``count``
+    different networks rather than one network measured ``count`` times."""
+    top: list[Record] = []
+    seen: set[tuple[Any, Any, Any]] = set()
+    for record in sorted(records, key=lambda r: -r["fitness"]):
+        key = (record["macs"], record["params"], record["fitness"])
+        if key not in seen:
+            seen.add(key)
+            top.append(record)
+            if len(top) == count:
+                break
+    return top
 
 
 def read_state(path: Path, job: dict[str, Any]) -> dict[str, Any]:

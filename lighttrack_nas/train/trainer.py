@@ -58,9 +58,10 @@ DEFAULT_TRAIN = {
 }
 OPTIMIZERS = ("sgd", "adamw")
 # settings a resume may change: they do not change what is trained (file paths of the space and the
-# tracker may move with the checkout; a changed space itself fails on the stored weights)
+# tracker may move with the checkout; a changed space itself fails on the stored weights), or, for
+# ema_decay, are checked apart (a run without averaging may continue an averaged one's trained weights)
 RESUME_FREE = frozenset({"description", "device", "space", "tracker", "search", "train.threads",
-                         "train.checkpoint_every", "train.log_every", "data.workers"})
+                         "train.checkpoint_every", "train.log_every", "train.ema_decay", "data.workers"})
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
             "description", "model", "prune", "compress"}
 
@@ -103,7 +104,6 @@ def _check_train(tc: dict[str, Any], where: str) -> None:
         check_number(tc, key, where, integer=True, low=1)
     check_number(tc, "freeze_backbone_epochs", where, integer=True, low=0)
     check_number(tc, "threads", where, integer=True, low=1, optional=True)
-    check_number(tc, "search_size", where, integer=True, low=1, optional=True)
     check_number(tc, "momentum", where, low=0, high=1)
     for key in ("weight_decay", "backbone_lr_mult", "reg_loss_weight"):
         check_number(tc, key, where, low=0)
