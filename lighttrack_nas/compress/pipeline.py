@@ -18,20 +18,17 @@ Every phase resumes: a finished phase is not redone, an interrupted training con
 from __future__ import annotations
 
 import copy
-import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..config import ConfigError, check_keys, deep_merge
 from ..cost.latency import network_latency
 from ..deploy import inference_model
-from ..io import atomic_write
+from ..io import save_torch, write_json
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..train.baseline import BaselineTrainer, model_section
@@ -208,12 +205,6 @@ def _phase(cfg: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(dict(cfg)), "train": deep_merge(cfg["train"], train)}
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
-
-
 def _latency_ms(model: nn.Module, latency: Mapping[str, Any]) -> float:
     """Median per-frame network time of the deployed (fused) form."""
     return network_latency(inference_model(model), int(latency["threads"]), float(latency["min_run_time"])).ms
@@ -252,7 +243,7 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
         result = prune_model(model.eval(), budget, kind, settings, progress)
         spec, weights, steps = model.spec(), model.state_dict(), result.steps
         out.mkdir(parents=True, exist_ok=True)
-        _save(pruned_path, {"kind": spec["family"], "model_spec": spec, "model": weights,
+        save_torch(pruned_path, {"kind": spec["family"], "model_spec": spec, "model": weights,
                             "prune": {"request": request, "steps": steps, "sparsity": sparsity,
                                       "checkpoint": str(checkpoint)}})
     finetune = BaselineTrainer(_phase(cfg, settings.finetune_train), out, spec, weights, progress=progress)
@@ -270,5 +261,5 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
         "finetune": {"iterations": finetune.total, "batch_size": finetune.train_cfg["batch_size"]},
         "latency": {**settings.latency, "form": "fused torch, per frame (template cached)", "machine": machine_info()},
     }
-    atomic_write(out / "prune.json", json.dumps(report, indent=2))
+    write_json(out / "prune.json", report)
     return report

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
+from ..io import write_json
 from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
@@ -134,11 +135,9 @@ class LatencyModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
-        from ..io import atomic_write
-
         data = {"kind": self.kind, "meta": self.meta, "names": self.names, "weights": self.weights.tolist(),
                 "scale": self.scale.tolist()}
-        atomic_write(path, json.dumps(data, indent=1))
+        write_json(path, data, indent=1)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LatencyModel":

@@ -102,13 +102,12 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
     with tempfile.TemporaryDirectory(prefix="lighttrack-int8-") as tmp:
         src, pre, dst = (Path(tmp) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(graph, src)
-        with quiet_loggers("", "onnxruntime"):  # a line per tensor whose scale it adjusts
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        keep = sorted(n.name for n in onnx.load(str(pre)).graph.node if _kind(n) in set(keep_float))
         extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
         if method == "percentile":
             extra["CalibPercentile"] = 99.999
-        with quiet_loggers("", "onnxruntime"):
+        with quiet_loggers("", "onnxruntime"):  # a line per tensor whose scale it adjusts
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            keep = sorted(n.name for n in onnx.load(str(pre)).graph.node if _kind(n) in set(keep_float))
             quantize_static(str(pre), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=ACTIVATION_TYPES[activations],
                             weight_type=QuantType.QInt8, nodes_to_exclude=keep,

@@ -31,7 +31,7 @@ from ..cost.latency import BACKENDS as LATENCY_BACKENDS
 from ..cost.latency import LatencyTable, network_latency
 from ..cost.predictor import LatencyModel, load_latency_predictor
 from ..cost.table import CostTable
-from ..io import atomic_write
+from ..io import atomic_write, write_json
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
 from ..train.trainer import load_experiment
@@ -72,7 +72,7 @@ class SearchRunner:
         """Write ``state.json`` atomically."""
         state = {"version": STATE_VERSION, "job": self.job, "search": self.search.state_dict(), "done": self.done,
                  "elapsed_s": self.elapsed}
-        atomic_write(self.state_path, json.dumps(state, indent=1))
+        write_json(self.state_path, state, indent=1)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state from :func:`read_state` and every evaluated candidate (those of an
@@ -156,7 +156,7 @@ class SearchRunner:
             result["note"] = (f"none of the {len(top)} finalists met the latency budget when measured; the latency "
                               f"table under-predicts on this machine now: rebuild it or lower --latency-budget")
         atomic_write(self.log_path, "".join(json.dumps(r) + "\n" for r in self.records.values()))
-        atomic_write(self.out / "best.json", json.dumps(result, indent=2))
+        write_json(self.out / "best.json", result)
         write_pareto_csv(evaluated, self.out / "pareto.csv")
         plot_pareto(evaluated, self.out / "pareto.png", best, budgets.to_dict())
         return result

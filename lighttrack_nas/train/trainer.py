@@ -36,9 +36,9 @@ from ..config import (ConfigError, StopError, check_keys, check_number, check_ty
                       load_yaml)
 from ..data.pairs import PairDataset
 from ..data.sources import check_data_config
-from ..io import save_torch
 from ..data.targets import build_targets
 from ..cost import CostTable
+from ..io import save_torch
 from ..models.build import build_supernet, read_checkpoint
 from ..models.lighttrack import Predictor
 from ..models.pretrained import init_backbone
@@ -89,9 +89,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         if cfg["sampling"].get(key) and not cfg["sampling"].get("head_teacher"):
             raise ConfigError(f"{path}: sampling.{key} needs sampling.head_teacher: true (the head it distils from)")
     check_keys(cfg["sampling"].get("ramp") or {}, {"values", "iterations"}, f"{path}: sampling.ramp")
-    head_paths = cfg["sampling"].get("head_paths", 1)
-    if isinstance(head_paths, bool) or not isinstance(head_paths, int) or head_paths < 1:
-        raise ConfigError(f"{path}: sampling.head_paths must be an integer >= 1, got {head_paths!r}")
+    check_number(cfg["sampling"], "head_paths", f"{path}: sampling", integer=True, low=1)
     if "space" not in cfg or "data" not in cfg:
         raise ConfigError(f"{path}: 'space' and 'data' are required")
     check_data_config(cfg["data"], f"{path}: data")
