@@ -43,3 +43,16 @@ def save_torch(path: str | Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write(path, buffer.getvalue())
+
+
+def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure as PNG, laid out tight, written atomically (and closed if pyplot made it)."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    if getattr(figure.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    atomic_write(path, buffer.getvalue())
+    return Path(path)

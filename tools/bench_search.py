@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.io import save_figure
 from lighttrack_nas.search.runner import run_search
 
 
@@ -121,9 +122,7 @@ def plot_curves(runs: list[dict[str, Any]], png: Path) -> None:
     ax.set_title("evolution vs random search (one line per seed)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png)
 
 
 if __name__ == "__main__":

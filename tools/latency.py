@@ -28,6 +28,7 @@ from lighttrack_nas.cost import CostTable
 from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_random_subnets, network_latency,
                                          subnet_steps, validate_table)
 from lighttrack_nas.cost.predictor import load_latency_predictor
+from lighttrack_nas.io import save_figure
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
 from lighttrack_nas.train import experiment_space, load_experiment
@@ -87,9 +88,7 @@ def plot_validation(result: dict, png: str) -> None:
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted (ms)",
            title=f"{result['within_10pct']:.0%} within +-10 %, Spearman {result['spearman']:.3f}")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png)
 
 
 def sample_latency(supernet, count: int, threads: int, backend: str, seed: int) -> dict:

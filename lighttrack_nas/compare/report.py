@@ -19,7 +19,7 @@ from matplotlib.ticker import FuncFormatter
 from ..data.sources import load_split
 from ..evaluate import open_results, score_results
 from ..evaluate.plots import plot_ope
-from ..io import atomic_write
+from ..io import atomic_write, save_figure
 from ..machine import machine_info
 from ..search.pareto import pareto_front
 from .runner import TEST_FILE
@@ -200,14 +200,6 @@ def _plain_ticks(ax: Any) -> None:
     ax.xaxis.set_minor_formatter(formatter)
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write(path, buffer.getvalue())
-    return path
-
-
 def plot_ao_vs_cost(rows: Sequence[Row], path: Path, key: str, label: str, scale: float = 1.0) -> Path:
     """AO against a cost (``macs`` or ``latency_ms``): every tracker of every seed, the mean per
     budget and method (one marker per method, one colour per family), and each family's Pareto front
@@ -233,7 +225,7 @@ def plot_ao_vs_cost(rows: Sequence[Row], path: Path, key: str, label: str, scale
     _plain_ticks(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, loc="best", ncol=2)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def stability_points(rows: Sequence[Row]) -> dict[tuple[str, str], list[tuple[float, float, str]]]:
@@ -278,7 +270,7 @@ def plot_stability(rows: Sequence[Row], path: Path) -> Path:
     _plain_ticks(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _name(row: Row) -> str:

@@ -1,7 +1,6 @@
 """Success and precision plots of one or several trackers (matplotlib, Agg, no pyplot state)."""
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from matplotlib.figure import Figure
 
 from .metrics import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS,
                       OPEResult)
-from ..io import atomic_write
+from ..io import save_figure
 
 
 def plot_ope(results: Mapping[str, OPEResult], path: str | Path, title: str = "") -> Path:
@@ -40,8 +39,4 @@ def plot_ope(results: Mapping[str, OPEResult], path: str | Path, title: str = ""
                  xlim=(thresholds[0], thresholds[-1]), ylim=(0, 1.02))
         axes.grid(True, alpha=0.3)
         axes.legend(loc="lower left" if index == 1 else "lower right", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write(path, buffer.getvalue())
-    return Path(path)
+    return save_figure(figure, path)

@@ -253,7 +253,6 @@ class LightTrackSupernet(TrackingNet):
         """The ``cls`` / ``reg`` towers the current output position feeds."""
         key = str(self.position.stride)
         return self.tower_sets[key if key in self.tower_sets else "all"]
-        self.set_arch(space.sample(0))
 
     @property
     def head_labels(self) -> set[str]:

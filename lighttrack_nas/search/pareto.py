@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write
+from ..io import atomic_write, save_figure
 
 Record = dict[str, Any]
 # objective name -> (record key, axis label, scale to axis unit)
@@ -81,6 +81,4 @@ def plot_pareto(records: list[Record], path: str | Path, best: Record | None = N
             ax.scatter([best[key] * scale], [best["fitness"]], marker="*", s=160, c="gold", edgecolors="k",
                        label="best", zorder=3)
         ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

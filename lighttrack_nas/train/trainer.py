@@ -38,7 +38,7 @@ from ..data.pairs import PairDataset
 from ..data.sources import check_data_config
 from ..data.targets import build_targets
 from ..cost import CostTable
-from ..io import save_torch
+from ..io import save_figure, save_torch
 from ..models.build import build_supernet, read_checkpoint
 from ..models.lighttrack import Predictor
 from ..models.pretrained import init_backbone
@@ -539,9 +539,7 @@ def plot_loss_curve(log_path: Path, png: Path) -> None:
     ax.set_title(f"training ({Path(log_path).parent.name})")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png)
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -1,0 +1,289 @@
+"""Does a supernet rank architectures the way training them would?
+
+A ranking study has two halves that are paid for separately:
+
+1. :func:`train_standalone`: a fixed set of architectures, stratified over the MACs range and over
+   the backbone choices (:func:`stratified_architectures`), each trained stand-alone with one recipe
+   and scored on the whole val split. The scores live in one file (:class:`StandaloneResults`) bound
+   to that recipe, so every later supernet is ranked against the same subnets.
+2. :func:`rank_supernet`: the same architectures with a supernet's inherited weights (BatchNorm
+   recalibrated), tracked once over the val split; Kendall tau and Spearman of the inherited fitness
+   against the stand-alone AO with bootstrap 95 % intervals, beside the tau of MACs alone (the
+   "bigger is better" predictor), and the fitness noise: how well two disjoint halves of the val
+   sequences agree on the subnets' order, for the whole split and for the search's smaller subsets.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence as Seq
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from ..config import config_differences
+from ..io import write_json
+from ..space.space import Architecture, SearchSpace
+
+log = logging.getLogger(__name__)
+
+STANDALONE_VERSION = 1
+_POSITION = re.compile(r"^(s\d+)b(\d+)$")
+
+
+def backbone_genes(space: SearchSpace) -> list[str]:
+    """Labels of the backbone's choices: the searchable stages' blocks and the output position."""
+    stages = {s["name"] for s in space.settings.get("stages", [])}
+    return [label for label in space.labels if label.split(".")[0] in stages or space.choice(label).kind == "position"]
+
+
+def used_genes(space: SearchSpace, arch: Architecture) -> list[str]:
+    """The labels that change the network ``arch`` builds: backbone blocks after its output position
+    (``out: s3b1`` -> ``s3.1``) are never run."""
+    positions = [label for label in space.labels if space.choice(label).kind == "position"]
+    last: str | None = None
+    for label in positions:
+        match = _POSITION.match(str(arch[label]))
+        if match:
+            last = f"{match.group(1)}.{match.group(2)}"
+    stage_blocks = [label for label in backbone_genes(space) if label not in positions]
+    if last is None or last not in stage_blocks:
+        return list(space.labels)
+    unused = set(stage_blocks[stage_blocks.index(last) + 1:])
+    return [label for label in space.labels if label not in unused]
+
+
+def stratified_architectures(space: SearchSpace, macs: Callable[[Architecture], float], count: int, seed: int = 0,
+                             samples: int = 2000) -> list[Architecture]:
+    """``count`` architectures spread evenly over the MACs range of ``samples`` uniform draws and,
+    within each MACs stratum, chosen to differ most from those already chosen in the backbone
+    genes they use (greedy max-min Hamming distance): a stand-alone set that covers both the
+    sizes and the backbone choices, not a run of near-copies of the median."""
+    if count < 2:
+        raise ValueError(f"count must be at least 2 (a ranking needs pairs), got {count}")
+    rng = np.random.default_rng(seed)
+    drawn = list({space.sample(rng): None for _ in range(samples)})
+    cost = np.array([macs(a) for a in drawn])
+    genes = backbone_genes(space)
+
+    def key(arch: Architecture) -> dict[str, Any]:
+        used = set(used_genes(space, arch))
+        return {g: arch[g] if g in used else None for g in genes}
+
+    keys = [key(a) for a in drawn]
+    edges = np.linspace(cost.min(), cost.max(), count + 1)
+    chosen: list[int] = []
+    for i in range(count):
+        centre = (edges[i] + edges[i + 1]) / 2
+        stratum = [j for j in range(len(drawn)) if edges[i] <= cost[j] <= edges[i + 1] and j not in chosen]
+        if not stratum:  # an empty stratum (the tails are thin): the unchosen draws nearest its centre
+            order = np.argsort(np.abs(cost - centre))
+            stratum = [int(j) for j in order if j not in chosen][:8]
+
+        def spread(j: int) -> tuple[int, float]:
+            distance = min((sum(keys[j][g] != keys[c][g] for g in genes) for c in chosen), default=len(genes))
+            return distance, -abs(cost[j] - centre)
+
+        chosen.append(max(stratum, key=spread))
+    return [drawn[j] for j in chosen]
+
+
+def bootstrap_rank_correlation(x: Seq[float], y: Seq[float], reference: Seq[float] | None = None,
+                               resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Kendall tau (tau-b) and Spearman rho of ``x`` against ``y`` with percentile bootstrap 95 %
+    intervals over the items (resampled with replacement). With ``reference`` (another predictor of
+    ``y``, e.g. MACs), also its tau and the paired interval of ``tau(x) - tau(reference)`` on the
+    same resamples."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"need at least 3 paired values, got {len(x)} and {len(y)}")
+    ref = None if reference is None else np.asarray(reference, float)
+    rng = np.random.default_rng(seed)
+    taus, rhos, diffs = [], [], []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        if np.ptp(y[idx]) == 0 or np.ptp(x[idx]) == 0:
+            continue  # all draws tied: no order to correlate
+        tau = kendalltau(x[idx], y[idx])[0]
+        taus.append(tau)
+        rhos.append(spearmanr(x[idx], y[idx])[0])
+        if ref is not None and np.ptp(ref[idx]) > 0:
+            diffs.append(tau - kendalltau(ref[idx], y[idx])[0])
+    result = {"n": len(x), "kendall_tau": float(kendalltau(x, y)[0]), "kendall_ci": _interval(taus),
+              "spearman_rho": float(spearmanr(x, y)[0]), "spearman_ci": _interval(rhos)}
+    if ref is not None:
+        result.update(reference_tau=float(kendalltau(ref, y)[0]), tau_minus_reference=float(
+            result["kendall_tau"] - kendalltau(ref, y)[0]), tau_minus_reference_ci=_interval(diffs))
+    return result
+
+
+def _interval(values: list[float]) -> list[float]:
+    values = [v for v in values if np.isfinite(v)]
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else [np.nan, np.nan]
+
+
+class StandaloneResults:
+    """``standalone.json``: stand-alone val scores of architectures, bound to the recipe that trained
+    them (the experiment config after inheritance). Opening it with another recipe is refused with
+    the differences listed, so a ranking never mixes subnets trained two ways."""
+
+    def __init__(self, path: str | Path, recipe: dict[str, Any] | None = None):
+        self.path = Path(path)
+        if self.path.exists():
+            data = _read_json(self.path)
+            if data.get("version") != STANDALONE_VERSION:
+                raise ValueError(f"{self.path}: version {data.get('version')!r}, expected {STANDALONE_VERSION}")
+            if recipe is not None and data["recipe"] != recipe:
+                changed = "; ".join(config_differences(data["recipe"], recipe)[:6])
+                raise ValueError(f"{self.path}: holds subnets trained with another recipe ({changed}); "
+                                 "use another --out or the same config")
+            self.recipe, self.records = data["recipe"], data["subnets"]
+        elif recipe is None:
+            raise FileNotFoundError(f"{self.path}: stand-alone results not found")
+        else:
+            self.recipe, self.records = recipe, []
+
+    def get(self, arch: str) -> dict[str, Any] | None:
+        return next((r for r in self.records if r["arch"] == arch), None)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records = [r for r in self.records if r["arch"] != record["arch"]] + [record]
+        write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def standalone_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What decides a stand-alone result, free of where the files lie: the space (with its settings),
+    seed, data, training and the tracker settings it is scored with."""
+    from ..search.runner import tracker_settings
+    from ..train import experiment_space
+
+    return {"space": experiment_space(cfg).to_dict(), "seed": cfg.get("seed"), "data": cfg["data"],
+            "train": cfg["train"], "tracker": tracker_settings(cfg)}
+
+
+def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: int = 0, split: str = "val",
+                     progress: bool = True) -> StandaloneResults:
+    """Train ``count`` stratified architectures of ``config``'s space stand-alone (the config's whole
+    schedule, from its initialisation) into ``out/subnetNN/`` and score each on ``split``; the scores
+    go to ``out/standalone.json`` as each subnet finishes. Re-running continues: finished subnets
+    are kept, an interrupted one resumes from its checkpoint."""
+    from ..cost import CostTable
+    from ..models import build_supernet
+    from ..train import experiment_space, load_experiment, retrain
+
+    cfg = load_experiment(config)
+    out = Path(out)
+    results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": split, "count": count,
+                                                                                  "selection_seed": seed})
+    space = experiment_space(cfg)
+    table = CostTable(build_supernet(space))
+    archs = stratified_architectures(space, table.macs, count, seed)
+    for i, arch in enumerate(archs):
+        if results.get(str(arch)) is not None:
+            continue
+        log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
+        report = retrain(config, str(arch), out / f"subnet{i:02d}", resume=True, split=split, progress=progress)
+        results.add({"index": i, "arch": str(arch), **{k: report[k] for k in (
+            "ao", "sr50", "sr75", "macs", "params", "iterations", "batch_size")},
+            "checkpoint": f"subnet{i:02d}/checkpoint.pt", "per_sequence_ao": {
+                name: seq["ao"] for name, seq in report["per_sequence"].items()}})
+    return results
+
+
+def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path, *, calibration_images: int = 64,
+                  subset_sizes: Seq[int] = (4, 8, 16), resamples: int = 2000, progress: bool = True) -> dict[str, Any]:
+    """Rank the architectures of a ``standalone.json`` with ``supernet``'s inherited weights and write
+    ``out/ranking.json`` and ``out/ranking.png``; returns the report.
+
+    Each subnet is extracted, its BatchNorm recalibrated on ``calibration_images`` training pairs
+    (the search's own procedure) and tracked once over the split its stand-alone score used. The
+    fitness on the whole split is ranked against the stand-alone AO (and MACs alone, the baseline);
+    disjoint halves of the sequences, and disjoint pairs of ``subset_sizes`` sequences (the search
+    scores each candidate on the first few), measure how much of the fitness is noise."""
+    import torch
+    from tqdm import tqdm
+
+    from ..data.pairs import calibration_batches
+    from ..data.sources import load_split
+    from ..evaluate.tracking import track_sequences
+    from ..models import load_supernet
+    from ..search.fitness import recalibrate_batchnorm, score_predictions
+    from ..tracker import TrackerConfig
+
+    results = StandaloneResults(standalone)
+    recipe = results.recipe
+    if len(results.records) < 3:
+        raise ValueError(f"{standalone}: {len(results.records)} stand-alone subnets; a ranking needs at least 3")
+    net = load_supernet(supernet).eval()
+    sequences = load_split(recipe["data"], recipe["split"])
+    tracker = TrackerConfig.from_dict(recipe["tracker"])
+    calibration = calibration_batches(load_split(recipe["data"], "train"), net.template_size, net.search_size,
+                                      calibration_images)
+    halves = {"a": sequences[0::2], "b": sequences[1::2]}
+    subsets = {k: (sequences[:k], sequences[k:2 * k]) for k in subset_sizes if 2 * k <= len(sequences)}
+    rows = []
+    for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
+        arch = net.space.decode(record["arch"])
+        with torch.no_grad():
+            subnet = recalibrate_batchnorm(net.extract(arch), calibration)
+            preds, _ = track_sequences(subnet, sequences, tracker)
+
+        def fitness(seqs: list) -> float:
+            return score_predictions(seqs, {s.name: preds[s.name] for s in seqs}).fitness
+
+        rows.append({"arch": record["arch"], "macs": record["macs"], "standalone_ao": record["ao"],
+                     "fitness": fitness(sequences), "half_a": fitness(halves["a"]), "half_b": fitness(halves["b"]),
+                     **{f"first{k}": fitness(a) for k, (a, _) in subsets.items()},
+                     **{f"next{k}": fitness(b) for k, (_, b) in subsets.items()}})
+    column = {key: [r[key] for r in rows] for key in rows[0] if key != "arch"}
+    truth = column["standalone_ao"]
+    report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
+              "sequences": len(sequences), "calibration_images": calibration_images,
+              "recipe_iterations": recipe["train"]["epochs"] * recipe["train"]["iters_per_epoch"],
+              "ranking": bootstrap_rank_correlation(column["fitness"], truth, column["macs"], resamples),
+              "macs_alone": bootstrap_rank_correlation(column["macs"], truth, resamples=resamples),
+              "halves_agreement": bootstrap_rank_correlation(column["half_a"], column["half_b"], resamples=resamples),
+              "subsets": {k: {"agreement": bootstrap_rank_correlation(column[f"first{k}"], column[f"next{k}"],
+                                                                     resamples=resamples),
+                              "ranking": bootstrap_rank_correlation(column[f"first{k}"], truth, resamples=resamples)}
+                          for k in subsets},
+              "subnets": rows}
+    out = Path(out)
+    write_json(out / "ranking.json", report)
+    plot_ranking(rows, report["ranking"], out / "ranking.png")
+    return report
+
+
+def plot_ranking(rows: list[dict[str, Any]], ranking: dict[str, Any], png: Path) -> None:
+    """Inherited fitness against stand-alone AO, coloured by MACs, the two halves' fitness beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import save_figure
+
+    macs = np.array([r["macs"] for r in rows]) / 1e6
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    points = left.scatter([r["fitness"] for r in rows], [r["standalone_ao"] for r in rows], c=macs, cmap="viridis")
+    low, high = ranking["kendall_ci"]
+    left.set(xlabel="fitness, inherited weights (whole split)", ylabel="AO, trained stand-alone",
+             title=f"Kendall tau {ranking['kendall_tau']:.2f} [{low:.2f}, {high:.2f}]")
+    right.scatter([r["half_a"] for r in rows], [r["half_b"] for r in rows], c=macs, cmap="viridis")
+    right.set(xlabel="fitness, even val sequences", ylabel="fitness, odd val sequences",
+              title="fitness noise: disjoint halves")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.colorbar(points, ax=[left, right], label="M MACs")
+    save_figure(fig, png)

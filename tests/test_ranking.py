@@ -1,0 +1,98 @@
+"""The ranking study (tools/bench_ranking.py): stratified selection, bootstrap rank correlations,
+the recipe-bound stand-alone file, and both steps end to end on the micro experiment."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from lighttrack_nas.cost import CostTable
+from lighttrack_nas.models import build_supernet
+from lighttrack_nas.train import SupernetTrainer, experiment_space, load_experiment
+from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
+                                              stratified_architectures, used_genes)
+
+from conftest import ROOT
+
+TOOL = ROOT / "tools" / "bench_ranking.py"
+
+
+def test_used_genes_drop_blocks_after_the_output(tiny_space):
+    arch = tiny_space.sample(0).replace({"out": "s3b1"})
+    used = used_genes(tiny_space, arch)
+    assert "s3.1" in used and "s3.0" in used and "s2.3" in used
+    assert not {"s3.2", "s3.3", "s4.0", "s4.3"} & set(used)
+    assert {"cls.0", "reg_w", "out"} <= set(used)
+    assert set(backbone_genes(tiny_space)) == {l for l in tiny_space.labels if l[:2] in ("s1", "s2", "s3", "s4")} | {"out"}
+
+
+def test_stratified_selection_spans_the_macs_range_and_the_backbone(tiny_space):
+    table = CostTable(build_supernet(tiny_space))
+    archs = stratified_architectures(tiny_space, table.macs, 8, seed=1, samples=400)
+    rng = np.random.default_rng(1)
+    draws = sorted(table.macs(tiny_space.sample(rng)) for _ in range(400))
+    macs = [table.macs(a) for a in archs]
+    assert len(set(map(str, archs))) == 8
+    assert max(macs) - min(macs) > 0.7 * (draws[-1] - draws[0])  # quantiles of uniform draws would cluster
+    assert len({a["out"] for a in archs}) >= 4
+    assert archs == stratified_architectures(tiny_space, table.macs, 8, seed=1, samples=400)  # seeded
+    with pytest.raises(ValueError, match="at least 2"):
+        stratified_architectures(tiny_space, table.macs, 1)
+
+
+def test_bootstrap_rank_correlation():
+    truth = np.arange(12.0)
+    perfect = bootstrap_rank_correlation(truth * 2, truth, reference=truth[::-1], resamples=200)
+    assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["kendall_ci"][0] == pytest.approx(1.0)
+    assert perfect["reference_tau"] == pytest.approx(-1.0)
+    assert perfect["tau_minus_reference_ci"][0] == pytest.approx(2.0)
+    noise = bootstrap_rank_correlation(np.random.default_rng(0).normal(size=12), truth, resamples=300)
+    low, high = noise["kendall_ci"]
+    assert low < noise["kendall_tau"] < high and high - low > 0.3
+    with pytest.raises(ValueError, match="at least 3"):
+        bootstrap_rank_correlation([1, 2], [1, 2])
+
+
+def test_standalone_results_are_bound_to_their_recipe(tmp_path):
+    path = tmp_path / "standalone.json"
+    results = StandaloneResults(path, {"train": {"epochs": 6}})
+    results.add({"arch": "a", "ao": 0.5})
+    results.add({"arch": "a", "ao": 0.6})
+    assert StandaloneResults(path).get("a")["ao"] == 0.6 and len(StandaloneResults(path).records) == 1
+    with pytest.raises(ValueError, match=r"another recipe \(train.epochs: saved 6, now 7\)"):
+        StandaloneResults(path, {"train": {"epochs": 7}})
+    with pytest.raises(FileNotFoundError, match="not found"):
+        StandaloneResults(tmp_path / "missing.json")
+
+
+def test_train_then_rank_end_to_end(micro_config, tmp_path):
+    config = tmp_path / "ranking.yaml"
+    config.write_text(yaml.safe_dump({"extends": str(micro_config), "train": {
+        "epochs": 1, "iters_per_epoch": 2, "freeze_backbone_epochs": 0, "threads": 1}, "data": {"splits": {
+            "val": {"sequences": 4, "frames": 6, "size": [96, 64], "seed": 2}}}}))
+    out = tmp_path / "ranking"
+    run = lambda *args: subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True)
+    done = run("train", "--config", config, "--out", out, "--subnets", 3)
+    assert done.returncode == 0, done.stderr
+    records = json.loads((out / "standalone.json").read_text())["subnets"]
+    assert len(records) == 3 and all(r["iterations"] == 2 and 0 <= r["ao"] <= 1 for r in records)
+    assert len(records[0]["per_sequence_ao"]) == 4
+    again = run("train", "--config", config, "--out", out, "--subnets", 3)  # nothing left to train
+    assert again.returncode == 0 and "stand-alone subnet" not in again.stderr
+    changed = run("train", "--config", config, "--out", out, "--subnets", 4)
+    assert changed.returncode != 0 and "another recipe (count: saved 3, now 4)" in changed.stderr
+
+    supernet = tmp_path / "supernet"
+    SupernetTrainer(load_experiment(config), supernet, max_iters=2, progress=False).train()
+    ranked = run("rank", "--standalone", out / "standalone.json", "--supernet", supernet / "checkpoint.pt",
+                 "--out", tmp_path / "rank", "--calibration-images", 4, "--subsets", 1, 2, 3, "--resamples", 50)
+    assert ranked.returncode == 0, ranked.stderr
+    report = json.loads((tmp_path / "rank" / "ranking.json").read_text())
+    assert report["ranking"]["n"] == 3 and set(report["subsets"]) == {"1", "2"}  # 2 x 3 > 4 sequences
+    assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
+    assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
+    assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
+    space = experiment_space(load_experiment(config))
+    assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
