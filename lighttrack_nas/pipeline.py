@@ -22,10 +22,13 @@ from .cost import CostTable
 from .data.sources import load_split
 from .io import write_json
 from .models import build_supernet, load_supernet
-from .search.fitness import SubnetEvaluator, calibration_batches, reference_architectures, static_baseline
+from .data.pairs import calibration_batches
+from .search.fitness import SubnetEvaluator, reference_architectures, static_baseline
 from .search.runner import run_search
 from .tracker import TrackerConfig
-from .train import SupernetTrainer, experiment_space, load_experiment
+from .train import SupernetTrainer
+from .config import load_experiment
+from .space import experiment_space
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,9 @@ from lighttrack_nas.deploy import inference_model
 from lighttrack_nas.models import SiameseCNN, build_model, build_supernet, load_tracking_model, read_checkpoint
 from lighttrack_nas.tracker import Tracker
 from lighttrack_nas.train.baseline import BaselineTrainer
-from lighttrack_nas.train.trainer import experiment_space, load_experiment, training_memory_format
+from lighttrack_nas.train.trainer import training_memory_format
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 ROOT = Path(__file__).resolve().parents[1]
 MICRO_CNN = {"family": "cnn", "template_size": 32, "search_size": 64, "cls_scale": 1.0, "reg_scale": 8,

@@ -16,7 +16,7 @@ from lighttrack_nas.config import ConfigError
 from lighttrack_nas.models import ViTTracker, build_model, load_tracking_model, read_checkpoint
 from lighttrack_nas.train.baseline import BaselineTrainer
 from lighttrack_nas.train.loss import giou, ostrack_loss
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = 6

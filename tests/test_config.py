@@ -6,7 +6,9 @@ from lighttrack_nas.cli import run_cli
 from lighttrack_nas.config import ConfigError, UnknownNameError, config_differences
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.space.space import SpaceError
-from lighttrack_nas.train import SupernetTrainer, TrainingError, experiment_space, load_experiment
+from lighttrack_nas.train import SupernetTrainer, TrainingError
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 
 @pytest.mark.parametrize("override, message", [
@@ -16,7 +18,7 @@ from lighttrack_nas.train import SupernetTrainer, TrainingError, experiment_spac
     ({"train": {"epochs": "2"}}, r"train.epochs must be an integer >= 1, got '2'"),
     ({"train": {"batch_size": 0}}, r"train.batch_size must be an integer >= 1, got 0"),
     ({"train": {"lr": {"peak": "high"}}}, r"train.lr.peak must be a number >= 0, got 'high'"),
-    ({"train": {"momentum": 1.5}}, r"train.momentum must be a number >= 0 and <= 1, got 1.5"),
+    ({"train": {"momentum": 1.5}}, r"train.momentum must be a number in \[0, 1\], got 1.5"),
     ({"train": {"channels_last": "yes"}}, r"train.channels_last must be a bool, got 'yes'"),
     ({"data": {"workers": -1}}, r"data.workers must be an integer >= 0, got -1"),
     ({"data": {"splits": {"train": {"size": [96]}}}}, r"data.splits.train.size must be \[width, height\]"),

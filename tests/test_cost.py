@@ -10,7 +10,8 @@ from lighttrack_nas.cost import CostTable, count_tracking_model
 from lighttrack_nas.cost.latency import LatencyTable
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.space import get_format
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 from conftest import ROOT
 

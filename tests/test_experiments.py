@@ -7,7 +7,8 @@ from lighttrack_nas.compare.settings import prepare
 from lighttrack_nas.config import deep_merge
 from lighttrack_nas.models import build_model, build_supernet
 from lighttrack_nas.models.pretrained import init_backbone
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml")
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.yaml")

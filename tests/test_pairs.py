@@ -156,9 +156,9 @@ def test_search_scale_sets_the_range_of_target_sizes_and_bad_values_are_named(se
         w = widths(scale)
         assert w.min() > 1 / (1 + scale) - 1e-4 and w.max() < 1 / (1 - scale) + 1e-4
         assert w.min() < 1 / (1 + 0.8 * scale) and w.max() > 1 / (1 - 0.8 * scale)
-    with pytest.raises(ConfigError, match="search_scale must be in"):
+    with pytest.raises(ConfigError, match=r"search_scale must be a number in \[0, 1\) \(crop side"):
         _dataset(sequences, augmentation={"search_scale": 1.0})
-    with pytest.raises(ConfigError, match="gray is a probability"):
+    with pytest.raises(ConfigError, match=r"gray must be a number in \[0, 1\] \(a probability\)"):
         _dataset(sequences, augmentation={"gray": -0.1})
     with pytest.raises(ConfigError, match="search_shift must be a number, got '40px'"):
         _dataset(sequences, augmentation={"search_shift": "40px"})

@@ -12,7 +12,8 @@ from test_compare import micro_compare
 from lighttrack_nas.data.sources import load_split
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.search.fitness import static_baseline
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 MICRO_SEARCH = {"population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
                 "calibration_batch": 4, "val_sequences": 1, "finalists": 2, "budgets": {"latency": "1s"},

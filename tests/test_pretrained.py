@@ -7,7 +7,8 @@ from conftest import MICRO_SETTINGS
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.models.pretrained import (init_backbone, init_from_efficientnet_lite0, linear_cka, lite0_state,
                                               lite0_transfer_fidelity)
-from lighttrack_nas.train import SupernetTrainer, load_experiment
+from lighttrack_nas.train import SupernetTrainer
+from lighttrack_nas.config import load_experiment
 
 
 @pytest.fixture(scope="module")

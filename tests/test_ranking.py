@@ -10,7 +10,9 @@ import yaml
 
 from lighttrack_nas.cost import CostTable
 from lighttrack_nas.models import build_supernet
-from lighttrack_nas.train import SupernetTrainer, experiment_space, load_experiment
+from lighttrack_nas.train import SupernetTrainer
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               stratified_architectures, used_genes)
 

@@ -18,7 +18,7 @@ from lighttrack_nas.search.distributed import RayBackend, start_ray  # noqa: E40
 from lighttrack_nas.search.runner import read_records  # noqa: E402
 from lighttrack_nas.search.tuning import RANGES, tune_tracker, write_tuning  # noqa: E402
 from lighttrack_nas.tracker import TrackerConfig  # noqa: E402
-from lighttrack_nas.train import load_experiment  # noqa: E402
+from lighttrack_nas.config import load_experiment  # noqa: E402
 
 for _module in (test_search, sys.modules[__name__]):  # workers cannot import the tests directory
     ray.cloudpickle.register_pickle_by_value(_module)

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from lighttrack_nas.models import load_supernet
-from lighttrack_nas.train import SubnetTrainer, SupernetTrainer, load_experiment, retrain
+from lighttrack_nas.train import SubnetTrainer, SupernetTrainer, retrain
+from lighttrack_nas.config import load_experiment
 
 from conftest import ROOT
 

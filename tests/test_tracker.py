@@ -182,7 +182,7 @@ def test_config_yaml_defaults_and_errors(tmp_path):
     bad.write_text("penalty_k: 0.007\nwindow_influnce: 0.2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*window_influnce"):
         TrackerConfig.from_yaml(bad)
-    with pytest.raises(ConfigError, match="lr must be a finite number"):
+    with pytest.raises(ConfigError, match="lr must be a number, got"):
         TrackerConfig.from_dict({"lr": "fast"})
     assert TrackerConfig.from_dict({"penalty_k": 0.007, "window_influence": 0.225, "lr": 0.616}).lr == 0.616
 

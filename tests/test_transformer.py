@@ -15,7 +15,7 @@ from lighttrack_nas.models.transformer import Attention
 from lighttrack_nas.tracker import Tracker
 from lighttrack_nas.train.baseline import BaselineTrainer
 from lighttrack_nas.train.loss import gaussian_heatmap, ostrack_loss
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 MICRO_VIT = {"family": "vit", "template_size": 32, "search_size": 64, "patch": 16, "embed_dim": 16, "depth": 2,
              "heads": 2, "mlp_ratio": 2, "cls_tower": [8], "reg_tower": [8]}

@@ -16,7 +16,7 @@ from lighttrack_nas.compress.vit_prune import check_transformer_budget, gates
 from lighttrack_nas.config import ConfigError
 from lighttrack_nas.models import build_model, load_tracking_model, read_checkpoint
 from lighttrack_nas.models.transformer import Attention, Mlp
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 from test_transformer import MICRO_HYBRID, MICRO_VIT
 
@@ -217,9 +217,9 @@ def test_settings_check_the_criterion_per_family_and_name_the_field(vit_config, 
     with pytest.raises(ConfigError, match=r"'torch-pruning' is not one of \['vit-slim'\] for family hybrid"):
         PruneSettings.from_experiment(hybrid, criterion="torch-pruning")
     for key, value, message in [("scope", "wide", r"prune.scope: 'wide' is not one of \['global', 'layer'\]"),
-                                ("min_mlp", 0, r"prune.min_mlp: expected an integer >= 1, got 0"),
-                                ("layer_scope_below", 2, r"prune.layer_scope_below: expected a number >= 0 and <= 1"),
-                                ("sparsity", {"attn_l1": -1}, r"prune.sparsity.attn_l1: expected a number >= 0")]:
+                                ("min_mlp", 0, r"prune.min_mlp must be an integer >= 1, got 0"),
+                                ("layer_scope_below", 2, r"prune.layer_scope_below must be a number in \[0, 1\]"),
+                                ("sparsity", {"attn_l1": -1}, r"prune.sparsity.attn_l1 must be a number >= 0")]:
         with pytest.raises(ConfigError, match=message):
             PruneSettings.from_experiment({**cfg, "prune": {**cfg["prune"], key: value}})
     settings = PruneSettings.from_experiment(cfg)

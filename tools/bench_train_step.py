@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.train import SupernetTrainer, load_experiment
+from lighttrack_nas.train import SupernetTrainer
+from lighttrack_nas.config import load_experiment
 from lighttrack_nas.train.baseline import BaselineTrainer
 
 

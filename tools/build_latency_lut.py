@@ -23,7 +23,8 @@ from lighttrack_nas.cost.latency import BACKENDS, LatencyTable, subnet_steps
 from lighttrack_nas.cost.predictor import LatencyModel
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,7 +21,7 @@ import logging
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.compress.compresstracker import METHOD, compress_checkpoint
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 METHODS = (METHOD,)
 

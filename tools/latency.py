@@ -31,7 +31,8 @@ from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.io import save_figure
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
-from lighttrack_nas.train import experiment_space, load_experiment
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.space import experiment_space
 
 
 def parse_args() -> argparse.Namespace:

@@ -31,7 +31,7 @@ import logging
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.compress import BUDGET_KINDS, FAMILY_CRITERIA, prune_checkpoint
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 
 def parse_args() -> argparse.Namespace:

@@ -18,7 +18,7 @@ import logging
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost.count import count_tracking_model
 from lighttrack_nas.train.baseline import BaselineTrainer
-from lighttrack_nas.train.trainer import load_experiment
+from lighttrack_nas.config import load_experiment
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,7 +15,8 @@ import argparse
 import logging
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.train import SupernetTrainer, load_experiment
+from lighttrack_nas.train import SupernetTrainer
+from lighttrack_nas.config import load_experiment
 
 
 def parse_args() -> argparse.Namespace:

@@ -38,7 +38,6 @@ stages run with into ``OUT/configs/``: ``nas.yaml`` (supernet training and the s
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +46,11 @@ from typing import Any
 import yaml
 
 from ..compress import PruneSettings
-from ..config import ConfigError, check_keys, deep_merge, load_yaml
+from ..config import ConfigError, Field, check_keys, deep_merge, load_yaml
 from ..io import atomic_write
 from ..search.settings import SearchSettings, parse_count
 from ..train.retrain import INITS
-from ..train.trainer import DEFAULT_TRAIN, load_experiment
+from ..config import DEFAULT_TRAIN, load_experiment
 
 COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker"}
 NAS_KEYS = {"budgets", "init", "train"}
@@ -139,20 +138,6 @@ def _where(config: Path, key: str) -> str:
     return f"{config}: compare.{key}"
 
 
-def _integer(value: Any, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(value: Any, where: str, low: float, high: float, low_open: bool = True) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value > high or value < low or (low_open and value == low):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ConfigError(f"{where} must be a number in {interval}, got {value!r}")
-    return float(value)
-
-
 def _section(data: Mapping[str, Any], key: str, allowed: set[str], config: Path) -> dict[str, Any]:
     section = data.get(key) or {}
     if not isinstance(section, Mapping):
@@ -195,16 +180,16 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"{_where(config, 'seeds')} must be a non-empty list of integers, got {seeds!r}")
-    seeds = tuple(_integer(s, _where(config, "seeds"), 0) for s in seeds)
+    seeds = tuple(Field(int, low=0)(s, _where(config, "seeds")) for s in seeds)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{_where(config, 'seeds')} repeats a seed: {list(seeds)}")
     split = data.get("split", "test")
     if not isinstance(split, str):
         raise ConfigError(f"{_where(config, 'split')} must be a split name, got {split!r}")
-    tolerance = _number(data.get("tolerance", 0.10), _where(config, "tolerance"), 0.0, 1.0)
+    tolerance = Field(low=0, high=1, low_open=True)(data.get("tolerance", 0.10), _where(config, "tolerance"))
     latency = deep_merge(LATENCY_DEFAULTS, _section(data, "latency", set(LATENCY_DEFAULTS), config))
-    threads = _integer(latency["threads"], _where(config, "latency.threads"), 1)
-    min_run_time = _number(latency["min_run_time"], _where(config, "latency.min_run_time"), 0.0, math.inf)
+    threads = Field(int, low=1)(latency["threads"], _where(config, "latency.threads"))
+    min_run_time = Field(low=0, low_open=True)(latency["min_run_time"], _where(config, "latency.min_run_time"))
 
     nas = _section(data, "nas", NAS_KEYS, config)
     budgets = nas.get("budgets")
@@ -234,7 +219,7 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
     extremes = prune.pop("extreme_budgets", [])
     if not isinstance(extremes, list):
         raise ConfigError(f"{_where(config, 'prune.extreme_budgets')} must be a list of fractions, got {extremes!r}")
-    extremes = tuple(_number(b, _where(config, "prune.extreme_budgets"), 0.0, 1.0) for b in extremes)
+    extremes = tuple(Field(low=0, high=1, low_open=True)(b, _where(config, "prune.extreme_budgets")) for b in extremes)
     families = {"cnn": {"model": model, "train": _train_override(cnn, "cnn", config),
                         "prune": _prune_section(prune, base, config, "prune")}}
     extra = data.get("families") or {}
@@ -289,10 +274,10 @@ def _compress_plan(data: Mapping[str, Any], config: Path, families: Mapping[str,
     layers = section.get("layers", [])
     if not isinstance(layers, list):
         raise ConfigError(f"{where}.layers must be a list of student depths, got {layers!r}")
-    layers = [_integer(n, f"{where}.layers", 1) for n in layers]
+    layers = [Field(int, low=1)(n, f"{where}.layers") for n in layers]
     ablation = section.get("ablation")
     if ablation is not None:
-        ablation = _integer(ablation, f"{where}.ablation", 1)
+        ablation = Field(int, low=1)(ablation, f"{where}.ablation")
     if not layers and ablation is None:
         raise ConfigError(f"{where}: give layers (full students) and/or ablation (the depth of the ablation)")
     return compress, teacher, layers, ablation

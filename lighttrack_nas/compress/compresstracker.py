@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, check_keys, deep_merge
+from ..config import ConfigError, Field, check_keys, check_section, deep_merge
 from ..cost.count import count_tracking_model
 from ..cost.latency import network_latency
 from ..io import atomic_write
@@ -40,7 +40,8 @@ from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..models.transformer import ViTTracker
 from ..train.loss import box_losses, ltrb_boxes, model_loss
-from ..train.trainer import DEFAULT_TRAIN, Trainer
+from ..train.trainer import Trainer
+from ..config import DEFAULT_TRAIN
 from .pipeline import _phase, load_network
 
 METHOD = "compresstracker"
@@ -50,6 +51,12 @@ COMPRESS_DEFAULTS: dict[str, Any] = {
     "guidance_giou": 2.0, "guidance_l1": 5.0, "mimic_weight": 0.2,
     "latency": {"threads": 1, "min_run_time": 0.5}, "train": {},
 }
+COMPRESS_FIELDS: dict[str, Field] = {
+    "layers": Field(int, low=1, note="(student layers)"), "replacement": Field(bool), "guidance": Field(bool),
+    "mimic": Field(bool), "schedule": Field(dict), "guidance_giou": Field(low=0), "guidance_l1": Field(low=0),
+    "mimic_weight": Field(low=0), "latency": Field(dict), "train": Field(dict),
+}
+LATENCY_FIELDS = {"threads": Field(int, low=1), "min_run_time": Field(low=0, low_open=True)}
 
 
 @dataclass(frozen=True)
@@ -71,26 +78,16 @@ class CompressSettings:
     def from_experiment(cls, cfg: Mapping[str, Any], layers: int | None = None) -> "CompressSettings":
         """Parse ``cfg['compress']``; ``layers`` (command line) overrides it. Errors name the field."""
         s = deep_merge(COMPRESS_DEFAULTS, cfg.get("compress") or {})
-        check_keys(s, set(COMPRESS_DEFAULTS), "compress")
-        check_keys(s["schedule"], set(COMPRESS_DEFAULTS["schedule"]), "compress.schedule")
-        check_keys(s["latency"], set(COMPRESS_DEFAULTS["latency"]), "compress.latency")
-        check_keys(s["train"], set(DEFAULT_TRAIN), "compress.train")
         s["layers"] = s["layers"] if layers is None else layers
-        if not _is_int(s["layers"]) or s["layers"] < 1:
-            raise ConfigError(f"compress.layers: expected a positive integer (student layers), got {s['layers']!r}")
-        for key in ("replacement", "guidance", "mimic"):
-            if not isinstance(s[key], bool):
-                raise ConfigError(f"compress.{key}: expected true or false, got {s[key]!r}")
-        for key in ("guidance_giou", "guidance_l1", "mimic_weight"):
-            _check_number(s[key], f"compress.{key}", 0.0)
-        schedule = {k: _check_number(v, f"compress.schedule.{k}", 0.0, 1.0) for k, v in s["schedule"].items()}
+        check_section(s, COMPRESS_FIELDS, "compress")
+        check_section(s["schedule"], {k: Field(low=0, high=1) for k in COMPRESS_DEFAULTS["schedule"]},
+                      "compress.schedule")
+        check_section(s["latency"], LATENCY_FIELDS, "compress.latency")
+        check_keys(s["train"], set(DEFAULT_TRAIN), "compress.train")
+        schedule = {k: float(v) for k, v in s["schedule"].items()}
         if schedule["warm"] + schedule["end"] > 1:
             raise ConfigError(f"compress.schedule: warm + end must be at most 1 (fractions of the run), got "
                               f"{schedule['warm']} + {schedule['end']}")
-        threads = s["latency"]["threads"]
-        if not _is_int(threads) or threads < 1:
-            raise ConfigError(f"compress.latency.threads: expected a positive integer, got {threads!r}")
-        _check_number(s["latency"]["min_run_time"], "compress.latency.min_run_time", 1e-9)
         return cls(int(s["layers"]), s["replacement"], s["guidance"], s["mimic"], schedule, float(s["guidance_giou"]),
                    float(s["guidance_l1"]), float(s["mimic_weight"]), dict(s["latency"]), dict(s["train"]))
 
@@ -98,22 +95,12 @@ class CompressSettings:
         return asdict(self)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_number(value: Any, where: str, low: float, high: float | None = None) -> float:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or value < low or (high is not None and value > high):
-        bounds = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-        raise ConfigError(f"{where}: expected a number {bounds}, got {value!r}")
-    return float(value)
 
 
 def stage_division(teacher_depth: int, layers: int) -> list[list[int]]:
     """The teacher layer indices of each of ``layers`` consecutive, equal stages; ``layers`` must divide
     ``teacher_depth`` (the error lists the divisors)."""
-    if not _is_int(layers) or layers < 1 or teacher_depth % layers:
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1 or teacher_depth % layers:
         divisors = [n for n in range(1, teacher_depth + 1) if teacher_depth % n == 0]
         raise ValueError(f"compress.layers (--layers): {layers!r} does not divide the teacher's {teacher_depth} "
                          f"layers into equal stages; choose one of {divisors}")

@@ -25,14 +25,14 @@ from typing import Any
 
 from torch import nn
 
-from ..config import ConfigError, check_keys, deep_merge
+from ..config import ConfigError, Field, check_keys, deep_merge
 from ..cost.latency import network_latency
 from ..deploy import inference_model
 from ..io import save_torch, write_json
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..train.baseline import BaselineTrainer, model_section
-from ..train.trainer import DEFAULT_TRAIN
+from ..config import DEFAULT_TRAIN
 from .prune import BUDGET_KINDS, CRITERIA, MinWidths, PruneResult, check_budget, check_width, measure, prune_to_budget
 from .vit_prune import (SCOPES, SlimTrainer, TransformerMinWidths, check_transformer_budget, slim_to_budget,
                         torch_prune_to_budget)
@@ -47,15 +47,6 @@ PRUNE_DEFAULTS: dict[str, Any] = {
     "sparsity": {"l1": 1e-5, "attn_l1": 1.5e-4, "mlp_l1": 7.5e-5, "embed_l1": 1.5e-4, "train": {}},
     "finetune": {"train": {}}, "latency": {"threads": 1, "min_run_time": 0.5},
 }
-
-
-def _number(value: Any, where: str, high: float | None = None) -> float:
-    """``value`` if it is a number >= 0 (and <= ``high``), else ConfigError naming ``where``."""
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not number or value < 0 or (high is not None and value > high):
-        raise ConfigError(f"{where}: expected a number >= 0{'' if high is None else f' and <= {high:g}'}, "
-                          f"got {value!r}")
-    return float(value)
 
 
 @dataclass
@@ -101,10 +92,11 @@ class PruneSettings:
                               f"for family {family}")
         if budget_kind not in BUDGET_KINDS:
             raise ConfigError(f"prune.budget_kind: {budget_kind!r} is not one of {list(BUDGET_KINDS)}")
-        if s["scope"] not in SCOPES:
-            raise ConfigError(f"prune.scope: {s['scope']!r} is not one of {list(SCOPES)}")
-        l1 = {key: _number(s["sparsity"][key], f"prune.sparsity.{key}")
-              for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
+        Field(choices=SCOPES).check(s["scope"], "prune.scope")
+        Field(low=0, high=1).check(s["layer_scope_below"], "prune.layer_scope_below")
+        l1 = {key: s["sparsity"][key] for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
+        for key, value in l1.items():
+            Field(low=0).check(value, f"prune.sparsity.{key}")
         try:
             mins = {key: check_width(s[key], f"prune.{key}") for key in ("min_head_dim", "min_mlp", "min_embed")}
             min_widths = MinWidths.from_config(s["min_width"], s["min_width_layers"])
@@ -112,7 +104,7 @@ class PruneSettings:
             raise ConfigError(str(err)) from None
         return cls(criterion, budget_kind, int(s["norm"]), min_widths, l1["l1"], dict(s["sparsity"]["train"]),
                    dict(s["finetune"]["train"]), dict(s["latency"]), family, s["scope"],
-                   _number(s["layer_scope_below"], "prune.layer_scope_below", 1.0), **mins,
+                   float(s["layer_scope_below"]), **mins,
                    gate_l1={kind: l1[f"{kind}_l1"] for kind in ("attn", "mlp", "embed")})
 
     @property

@@ -35,6 +35,7 @@ import torch_pruning as tp
 from torch import nn
 from tqdm import tqdm
 
+from ..config import Field
 from ..cost.count import count_tracking_model
 from ..models.lighttrack import Predictor, TrackingNet
 
@@ -47,9 +48,8 @@ class BudgetError(ValueError):
 
 
 def check_width(value: Any, where: str) -> int:
-    """``value`` if it is an integer >= 1 (a minimum width), else ValueError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}: expected an integer >= 1, got {value!r}")
+    """``value`` if it is an integer >= 1 (a minimum width), else ConfigError naming ``where``."""
+    Field(int, low=1).check(value, where)
     return value
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import ConfigError, check_keys
+from ..config import Field, check_section
 from .crop import CropWindow, context_side, crop, to_tensor, xywh_to_xyxy
 from .sequence import DataError, Sequence
 
@@ -36,6 +36,12 @@ DEFAULT_AUGMENTATION: dict[str, float] = {
     "color_strength": 0.2,
     "blur": 0.1,               # probability of Gaussian blur, per crop
     "gray": 0.05,              # probability of a grayscale pair
+}
+AUGMENTATION_FIELDS: dict[str, Field] = {
+    **{key: Field() for key in DEFAULT_AUGMENTATION},
+    **{key: Field(low=0, high=1, high_open=True, note="(crop side times 1 +- it)")
+       for key in ("template_scale", "search_scale")},
+    **{key: Field(low=0, high=1, note="(a probability)") for key in ("color", "blur", "gray")},
 }
 REFERENCE_TEMPLATE, REFERENCE_SEARCH = 128, 256
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -63,18 +69,8 @@ class PairDataset(Dataset):
                  context_amount: float = 0.5, max_attempts: int = 20):
         if max_gap < 0 or samples_per_epoch < 1 or max_attempts < 1:
             raise ValueError("PairDataset: need max_gap >= 0, samples_per_epoch >= 1 and max_attempts >= 1")
-        check_keys(augmentation or {}, set(DEFAULT_AUGMENTATION), "augmentation")
-        self.aug = dict(DEFAULT_AUGMENTATION)
-        for key, value in (augmentation or {}).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"augmentation {key} must be a number, got {value!r}")
-            self.aug[key] = float(value)
-        for key in ("template_scale", "search_scale"):
-            if not 0.0 <= self.aug[key] < 1.0:
-                raise ConfigError(f"augmentation {key} must be in [0, 1) (crop side times 1 +- it), got {self.aug[key]}")
-        for key in ("color", "blur", "gray"):
-            if not 0.0 <= self.aug[key] <= 1.0:
-                raise ConfigError(f"augmentation {key} is a probability in [0, 1], got {self.aug[key]}")
+        check_section(augmentation or {}, AUGMENTATION_FIELDS, "augmentation")
+        self.aug = {**DEFAULT_AUGMENTATION, **{k: float(v) for k, v in (augmentation or {}).items()}}
         self.template_size, self.search_size = int(template_size), int(search_size)
         self.samples_per_epoch, self.max_gap, self.seed = int(samples_per_epoch), int(max_gap), int(seed)
         self.context_amount, self.max_attempts = float(context_amount), int(max_attempts)

@@ -64,7 +64,8 @@ class FitnessSpec:
         from ..data.sources import load_split
         from ..models import load_supernet
         from ..tracker import TrackerConfig
-        from .fitness import SubnetEvaluator, calibration_batches
+        from ..data.pairs import calibration_batches
+        from .fitness import SubnetEvaluator
 
         set_threads(self.threads)  # tracking is chaotic: fitness depends on the thread count
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.pairs import calibration_batches
 from ..data.sequence import Sequence
 from ..evaluate.metrics import evaluate_got10k
 from ..evaluate.results import image_size

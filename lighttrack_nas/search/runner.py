@@ -34,7 +34,7 @@ from ..cost.table import CostTable
 from ..io import atomic_write, write_json
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
-from ..train.trainer import load_experiment
+from ..config import load_experiment
 from .backend import Backend, FitnessSpec, LocalBackend, Scorer, Scores
 from .evolution import STRATEGIES, EvolutionConfig, Search
 from .pareto import plot_pareto, write_pareto_csv

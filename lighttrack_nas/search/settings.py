@@ -23,13 +23,12 @@ search:
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..config import ConfigError, check_keys
+from ..config import ConfigError, Field, check_keys, check_section
 from ..space.space import Architecture, Constraint
 from .evolution import STRATEGIES, EvolutionConfig
 
@@ -107,18 +106,7 @@ class SearchSettings(EvolutionConfig):
     def from_config(cls, section: Mapping[str, Any] | None, where: str = "search") -> "SearchSettings":
         """Validate a ``search:`` mapping; errors name the key, the value and what is allowed."""
         data = dict(section or {})
-        check_keys(data, {f.name for f in fields(cls)} - {"seed"}, where)
-        for key, minimum in _MINIMUM.items():
-            if key in data and not (key == "val_sequences" and data[key] is None):
-                _integer(data[key], f"{where}.{key}", minimum)
-        if "mutation_prob" in data:
-            value = data["mutation_prob"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{where}.mutation_prob must be a number in [0, 1], got {value!r}")
-        if "strategy" in data and data["strategy"] not in STRATEGIES:
-            raise ConfigError(f"{where}.strategy: {data['strategy']!r} is not one of {sorted(STRATEGIES)}")
-        if "split" in data and not isinstance(data["split"], str):
-            raise ConfigError(f"{where}.split must be a split name, got {data['split']!r}")
+        check_section(data, SEARCH_FIELDS, where)
         data["budgets"] = _budgets(data.get("budgets") or {}, f"{where}.budgets")
         data["latency"] = _numbers(data.get("latency") or {}, LATENCY_DEFAULTS, f"{where}.latency")
         data["ray"] = _numbers(data.get("ray") or {}, RAY_DEFAULTS, f"{where}.ray")
@@ -135,17 +123,18 @@ class SearchSettings(EvolutionConfig):
         return EvolutionConfig(**{**{f.name: getattr(self, f.name) for f in fields(EvolutionConfig)}, "seed": seed})
 
 
-_MINIMUM = {"population": 1, "generations": 1, "topk": 1, "mutants": 0, "crossovers": 0, "max_attempts": 1,
-            "calibration_images": 1, "calibration_batch": 1, "val_sequences": 1, "finalists": 1, "threads": 1}
+SEARCH_FIELDS: dict[str, Field] = {
+    **{key: Field(int, low=1) for key in ("population", "generations", "topk", "max_attempts", "calibration_images",
+                                          "calibration_batch", "finalists", "threads")},
+    "mutants": Field(int, low=0), "crossovers": Field(int, low=0), "val_sequences": Field(int, low=1, optional=True),
+    "mutation_prob": Field(low=0, high=1), "strategy": Field(choices=tuple(sorted(STRATEGIES))),
+    "split": Field(str), "budgets": Field(dict, optional=True), "latency": Field(dict, optional=True),
+    "ray": Field(dict, optional=True),
+}
 LATENCY_DEFAULTS: dict[str, float] = {"lut_min_run_time": 0.05, "lut_fit_subnets": 10, "min_run_time": 0.5,
                                       "regression_subnets": 0}
 _ZERO_ALLOWED = {"lut_fit_subnets", "regression_subnets"}
 RAY_DEFAULTS: dict[str, int] = {"candidates_per_task": 4, "max_retries": 3}
-
-
-def _integer(value: Any, where: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
 
 
 def _numbers(data: Mapping[str, Any], defaults: Mapping[str, float], where: str) -> dict[str, Any]:
@@ -154,11 +143,11 @@ def _numbers(data: Mapping[str, Any], defaults: Mapping[str, float], where: str)
     out = dict(defaults)
     for key, value in data.items():
         if isinstance(defaults[key], int):
-            _integer(value, f"{where}.{key}", 0 if key in _ZERO_ALLOWED else 1)
+            Field(int, low=0 if key in _ZERO_ALLOWED else 1).check(value, f"{where}.{key}")
             if key == "regression_subnets" and 0 < value < 10:
                 raise ConfigError(f"{where}.regression_subnets must be 0 (per-op table) or >= 10, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{where}.{key} must be a positive number, got {value!r}")
+        else:
+            Field(low=0, low_open=True).check(value, f"{where}.{key}")
         out[key] = value
     return out
 

@@ -1,7 +1,7 @@
 """Search-space API: labelled choices, architectures, sampling, mutation, crossover, constraints."""
 from .formats import get_format, register_format
 from .space import (Architecture, Choice, Constraint, ConstraintError, SearchSpace, SpaceError, as_rng,
-                    minimize, token)
+                    experiment_space, minimize, token)
 
 __all__ = ["Architecture", "Choice", "Constraint", "ConstraintError", "SearchSpace", "SpaceError", "as_rng",
-           "get_format", "minimize", "register_format", "token"]
+           "experiment_space", "get_format", "minimize", "register_format", "token"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ..config import ConfigError, UnknownNameError, load_yaml
+from ..config import ConfigError, UnknownNameError, deep_merge, load_yaml
 from .formats import get_format
 
 Value = Any
@@ -398,3 +398,15 @@ def _expand_choice(entry: Any, where: str) -> list[Choice]:
     if not isinstance(repeat, int) or repeat < 1 or not isinstance(start, int) or start < 0:
         raise SpaceError(f"{where} ({name}): 'repeat' must be a positive integer and 'start' >= 0")
     return [Choice(f"{name}.{i}", tuple(values), kind, entry.get("group", name)) for i in range(start, start + repeat)]
+
+
+def experiment_space(cfg: Mapping[str, Any]) -> SearchSpace:
+    """An experiment config's search space with ``space_settings`` merged into its settings."""
+    space = SearchSpace.from_yaml(cfg["space"])
+    if cfg.get("space_settings"):
+        spec = space.to_dict()
+        if not isinstance(cfg["space_settings"], dict):
+            raise ConfigError(f"space_settings must be a mapping, got {cfg['space_settings']!r}")
+        spec["settings"] = deep_merge(spec["settings"], cfg["space_settings"])
+        space = SearchSpace.from_dict(spec, source=cfg["space"])
+    return space

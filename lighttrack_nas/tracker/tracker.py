@@ -6,7 +6,6 @@ scale/ratio change penalty, a cosine window, the best cell, and a smoothed size 
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,9 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, load_yaml
+from ..config import Field, check_section, load_yaml
 from ..data.crop import CropWindow, crop, grid_points, search_window, template_window, to_tensor
 from ..data.sequence import DataError, Sequence
+
+
+TRACKER_BOUNDS = {"window_influence": Field(low=0, high=1), "min_size": Field(low=0, low_open=True),
+                  "context_amount": Field(low=0)}
 
 
 @dataclass
@@ -33,21 +36,10 @@ class TrackerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "tracker config") -> "TrackerConfig":
-        """Build from a mapping; unknown keys or non-numeric values raise ConfigError naming them."""
+        """Build from a mapping; unknown keys or ill-typed values raise ConfigError naming them."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        values = {}
-        for key, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
-            values[key] = float(value)
-        config = cls(**values)
-        if not 0.0 <= config.window_influence <= 1.0 or config.min_size <= 0 or config.context_amount < 0:
-            raise ConfigError(f"{where}: need 0 <= window_influence <= 1, min_size > 0, context_amount >= 0")
-        return config
+        check_section(data, {**{f.name: Field() for f in fields(cls)}, **TRACKER_BOUNDS}, where)
+        return cls(**{key: float(value) for key, value in data.items()})
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrackerConfig":

@@ -2,8 +2,7 @@
 from .loss import balanced_bce, iou_loss, tracking_loss
 from .retrain import architecture_argument, evaluate_subnet, retrain
 from .sampling import PathSampler, learning_rate
-from .trainer import SubnetTrainer, SupernetTrainer, Trainer, TrainingError, experiment_space, load_experiment, plot_loss_curve
+from .trainer import SubnetTrainer, SupernetTrainer, Trainer, TrainingError, plot_loss_curve
 
 __all__ = ["PathSampler", "SubnetTrainer", "SupernetTrainer", "Trainer", "TrainingError", "architecture_argument",
-           "balanced_bce", "evaluate_subnet", "experiment_space", "iou_loss", "learning_rate", "load_experiment",
-           "plot_loss_curve", "retrain", "tracking_loss"]
+           "balanced_bce", "evaluate_subnet", "iou_loss", "learning_rate", "plot_loss_curve", "retrain", "tracking_loss"]

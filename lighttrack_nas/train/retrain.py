@@ -20,7 +20,8 @@ from ..evaluate import evaluate_tracking_model
 from ..io import write_json
 from ..models.build import load_tracking_model, read_checkpoint
 from ..tracker import TrackerConfig
-from .trainer import SubnetTrainer, load_experiment
+from .trainer import SubnetTrainer
+from ..config import load_experiment
 
 log = logging.getLogger(__name__)
 

@@ -32,101 +32,22 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import (ConfigError, StopError, check_keys, check_number, check_type, config_differences, deep_merge,
-                      load_yaml)
+from ..config import RESUME_FREE, ConfigError, StopError, config_differences
 from ..data.pairs import PairDataset
-from ..data.sources import check_data_config
 from ..data.targets import build_targets
 from ..cost import CostTable
 from ..io import save_figure, save_torch
 from ..models.build import build_supernet, read_checkpoint
 from ..models.lighttrack import Predictor
 from ..models.pretrained import init_backbone
-from ..space.space import Architecture, SearchSpace, largest_architecture
+from ..space.space import Architecture, experiment_space, largest_architecture
 from .loss import iou_loss, model_loss, tracking_loss
 from .sampling import PathSampler, learning_rate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = {
-    "epochs": 30, "iters_per_epoch": 100, "batch_size": 32, "momentum": 0.9, "weight_decay": 1e-4,
-    "lr": {"start": 0.01, "peak": 0.03, "final": 1e-4, "warmup_epochs": 5},
-    "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 10, "grad_clip": 10.0, "label_radius_px": 16,
-    "reg_loss_weight": 1.2, "checkpoint_every": 100, "log_every": 10, "pretrained_backbone": None,
-    "threads": None, "optimizer": "sgd", "channels_last": True, "ema_decay": 0.0, "train_backbone_from": None,
-    "search_size": None,
-}
-OPTIMIZERS = ("sgd", "adamw")
-# settings a resume may change: they do not change what is trained (file paths of the space and the
-# tracker may move with the checkout; a changed space itself fails on the stored weights), or, for
-# ema_decay, are checked apart (a run without averaging may continue an averaged one's trained weights)
-RESUME_FREE = frozenset({"description", "device", "space", "tracker", "search", "train.threads",
-                         "train.checkpoint_every", "train.log_every", "train.ema_decay", "data.workers"})
-TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
-            "description", "model", "prune", "compress"}
-
-
 class TrainingError(StopError):
     """Training cannot go on (e.g. the loss became NaN); the message names the iteration."""
-
-
-def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An experiment config with defaults filled in and unknown keys rejected."""
-    cfg = deep_merge(load_yaml(path), overrides or {})
-    check_keys(cfg, TOP_KEYS, str(path))
-    cfg["train"] = deep_merge(DEFAULT_TRAIN, cfg.get("train", {}))
-    check_keys(cfg["train"], set(DEFAULT_TRAIN), f"{path}: train")
-    _check_train(cfg["train"], f"{path}: train")
-    if cfg["train"]["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(f"{path}: train.optimizer: {cfg['train']['optimizer']!r} is not one of {list(OPTIMIZERS)}")
-    ema = cfg["train"]["ema_decay"]
-    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
-        raise ConfigError(f"{path}: train.ema_decay must be a number in [0, 1) (0: no weight averaging), got {ema!r}")
-    cfg.setdefault("sampling", {"strategy": "uniform", "accumulate": 1})
-    check_keys(cfg["sampling"], {"strategy", "accumulate", "head_paths", "ramp", "head_teacher", "distill",
-                                 "distill_reg"}, f"{path}: sampling")
-    for key in ("distill", "distill_reg"):
-        if cfg["sampling"].get(key) and not cfg["sampling"].get("head_teacher"):
-            raise ConfigError(f"{path}: sampling.{key} needs sampling.head_teacher: true (the head it distils from)")
-    check_keys(cfg["sampling"].get("ramp") or {}, {"values", "iterations"}, f"{path}: sampling.ramp")
-    check_number(cfg["sampling"], "head_paths", f"{path}: sampling", integer=True, low=1)
-    if "space" not in cfg or "data" not in cfg:
-        raise ConfigError(f"{path}: 'space' and 'data' are required")
-    check_data_config(cfg["data"], f"{path}: data")
-    return cfg
-
-
-def _check_train(tc: dict[str, Any], where: str) -> None:
-    """Types and ranges of the ``train:`` fields (ConfigError naming the first wrong one)."""
-    for key in ("epochs", "iters_per_epoch", "batch_size", "checkpoint_every", "log_every"):
-        check_number(tc, key, where, integer=True, low=1)
-    check_number(tc, "freeze_backbone_epochs", where, integer=True, low=0)
-    check_number(tc, "threads", where, integer=True, low=1, optional=True)
-    check_number(tc, "momentum", where, low=0, high=1)
-    for key in ("weight_decay", "backbone_lr_mult", "reg_loss_weight"):
-        check_number(tc, key, where, low=0)
-    check_number(tc, "label_radius_px", where, low=0, low_open=True)
-    check_number(tc, "grad_clip", where, low=0, optional=True)
-    check_type(tc, "channels_last", where, bool)
-    check_type(tc, "pretrained_backbone", where, str, optional=True)
-    check_type(tc, "train_backbone_from", where, str, optional=True)
-    if not isinstance(tc["lr"], dict):
-        raise ConfigError(f"{where}.lr must be a mapping with keys {sorted(DEFAULT_TRAIN['lr'])}, got {tc['lr']!r}")
-    check_keys(tc["lr"], set(DEFAULT_TRAIN["lr"]), f"{where}.lr")
-    for key in DEFAULT_TRAIN["lr"]:
-        check_number(tc["lr"], key, f"{where}.lr", low=0)
-
-
-def experiment_space(cfg: dict[str, Any]) -> SearchSpace:
-    """The config's search space with ``space_settings`` merged into its settings."""
-    space = SearchSpace.from_yaml(cfg["space"])
-    if cfg.get("space_settings"):
-        spec = space.to_dict()
-        if not isinstance(cfg["space_settings"], dict):
-            raise ConfigError(f"space_settings must be a mapping, got {cfg['space_settings']!r}")
-        spec["settings"] = deep_merge(spec["settings"], cfg["space_settings"])
-        space = SearchSpace.from_dict(spec, source=cfg["space"])
-    return space
 
 
 class _Batches:

@@ -1,7 +1,9 @@
 """YAML configs as data: ``yaml.safe_load``, ``extends:`` inheritance, deep merge, clear errors."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,33 +69,68 @@ def check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> Non
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
-def check_number(section: Mapping[str, Any], key: str, where: str, *, integer: bool = False,
-                 low: float | None = None, high: float | None = None, low_open: bool = False,
-                 optional: bool = False) -> None:
-    """Raise ConfigError unless ``section[key]`` is a number (an integer with ``integer``) within
-    ``[low, high]`` (``(low, high]`` with ``low_open``), or None with ``optional``; absent keys pass."""
-    if key not in section or (optional and section[key] is None):
-        return
-    value = section[key]
-    kind = "an integer" if integer else "a number"
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        bounds = "" if low is None else f" {'>' if low_open else '>='} {low}"
-        bounds += "" if high is None else f"{' and' if bounds else ''} <= {high}"
-        raise ConfigError(f"{where}.{key} must be {kind}{bounds}{' or null' if optional else ''}, got {value!r}")
+@dataclass(frozen=True)
+class Field:
+    """One config field: its type (``int``; ``float``, which takes integers too; ``bool``, ``str``,
+    ``dict``, ``list``), bounds or allowed values, and whether ``null`` is allowed."""
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    optional: bool = False
+    note: str = ""               # said after the bounds, e.g. "(0: no weight averaging)"
+
+    def check(self, value: Any, where: str) -> None:
+        """Raise ConfigError naming ``where``, the value and what is allowed, unless ``value`` fits."""
+        if value is None and self.optional:
+            return
+        null = " or null" if self.optional else ""
+        if self.choices is not None:
+            if isinstance(value, bool) or value not in self.choices:
+                raise ConfigError(f"{where}: {value!r} is not one of {list(self.choices)}")
+            return
+        if self.kind in (int, float):
+            ok = not isinstance(value, bool) and isinstance(value, int if self.kind is int else (int, float))
+            ok = ok and math.isfinite(value)
+            if ok and self.low is not None:
+                ok = value > self.low if self.low_open else value >= self.low
+            if ok and self.high is not None:
+                ok = value < self.high if self.high_open else value <= self.high
+            if not ok:
+                kind = "an integer" if self.kind is int else "a number"
+                raise ConfigError(f"{where} must be {kind}{self._bounds()}{self.note and ' ' + self.note}{null}, "
+                                  f"got {value!r}")
+        elif not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{where} must be a {self.kind.__name__}{null}, got {value!r}")
+
+    def __call__(self, value: Any, where: str) -> Any:
+        """``value`` itself once :meth:`check` passes."""
+        self.check(value, where)
+        return value
+
+    def _bounds(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f" {'>' if self.low_open else '>='} {self.low:g}"
+        return "" if self.high is None else f" {'<' if self.high_open else '<='} {self.high:g}"
 
 
-def check_type(section: Mapping[str, Any], key: str, where: str, kind: type, optional: bool = False) -> None:
-    """Raise ConfigError unless ``section[key]`` is a ``kind`` (or None with ``optional``); absent keys pass."""
-    if key not in section or (optional and section[key] is None):
-        return
-    if not isinstance(section[key], kind) or (kind is not bool and isinstance(section[key], bool)):
-        raise ConfigError(f"{where}.{key} must be a {kind.__name__}{' or null' if optional else ''}, "
-                          f"got {section[key]!r}")
+def check_section(section: Any, fields: Mapping[str, Field], where: str, required: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError unless ``section`` is a mapping of known keys (unknown ones are named with
+    the allowed ones), holding ``required``, each value fitting its :class:`Field`."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where} must be a mapping with keys {sorted(fields)}, got {section!r}")
+    check_keys(section, set(fields), where)
+    missing = [key for key in required if key not in section]
+    if missing:
+        raise ConfigError(f"{where}: {' and '.join(repr(k) for k in missing)} {'is' if len(missing) == 1 else 'are'} "
+                          "required")
+    for key, value in section.items():
+        fields[key].check(value, f"{where}.{key}")
 
 
 def config_differences(saved: Any, now: Any, ignore: frozenset[str] = frozenset(), _at: str = "") -> list[str]:
