@@ -1,4 +1,4 @@
-"""The comparison (tools/compare.py, lighttrack_nas.compare) on a micro config: one seed, two NAS
+"""The comparison (tools/compare.py, lighttrack_nas.workflows.compare) on a micro config: one seed, two NAS
 budgets and one extreme budget, a few iterations per stage; outputs, matched MACs, resume, errors."""
 import csv
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lighttrack_nas.compare import compare, matched_table, prepare
+from lighttrack_nas.workflows.compare import compare, matched_table, prepare
 from lighttrack_nas.config import ConfigError
 from lighttrack_nas.machine import machine_info
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lighttrack_nas.compare import compare, prepare
+from lighttrack_nas.workflows.compare import compare, prepare
 from lighttrack_nas.config import ConfigError
 
 from test_compare import MICRO_CNN, SHORT, _write, micro_compare
@@ -98,7 +98,7 @@ def test_family_config_errors_are_named(micro_config, tmp_path):
 
 
 def test_only_runs_the_chosen_groups(run, micro_config, tmp_path):
-    from lighttrack_nas.compare import run_compare
+    from lighttrack_nas.workflows.compare import run_compare
 
     exp = prepare(_write(tmp_path / "d.yaml", families_compare(micro_config)), tmp_path / "out")
     with pytest.raises(ValueError, match=r"--only \['vitt'\]: not tracker groups"):
@@ -115,7 +115,7 @@ def test_compresstracker_refuses_a_half_trained_teacher(run, tmp_path):
 
     import torch
 
-    from lighttrack_nas.compare import run_compare
+    from lighttrack_nas.workflows.compare import run_compare
 
     config, out, _ = run
     copy = tmp_path / "out"

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import ROOT
-from lighttrack_nas.compare.settings import prepare
+from lighttrack_nas.workflows.compare.settings import prepare
 from lighttrack_nas.config import deep_merge
 from lighttrack_nas.models import build_model, build_supernet
 from lighttrack_nas.models.pretrained import init_backbone

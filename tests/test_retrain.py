@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from lighttrack_nas.models import load_supernet
-from lighttrack_nas.train import SubnetTrainer, SupernetTrainer, retrain
+from lighttrack_nas.train import SubnetTrainer, SupernetTrainer
+from lighttrack_nas.workflows.retrain import retrain
 from lighttrack_nas.config import load_experiment
 
 from conftest import ROOT

@@ -24,7 +24,7 @@ import argparse
 import logging
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.compare import compare
+from lighttrack_nas.workflows.compare import compare
 
 
 def parse_args() -> argparse.Namespace:

@@ -20,7 +20,7 @@ import argparse
 import logging
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.pipeline import run_pipeline
+from lighttrack_nas.workflows.main_job import run_pipeline
 
 
 def parse_args() -> argparse.Namespace:

@@ -15,7 +15,7 @@ import torch
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.io import write_json
-from lighttrack_nas.pipeline import stage_evaluate
+from lighttrack_nas.workflows.stages import stage_evaluate
 from lighttrack_nas.config import load_experiment
 
 

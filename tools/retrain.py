@@ -21,7 +21,7 @@ import argparse
 import logging
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.train import retrain
+from lighttrack_nas.workflows.retrain import retrain
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,10 +21,9 @@ from lighttrack_nas.data.sources import load_split
 from lighttrack_nas.models import load_supernet, load_tracking_model
 from lighttrack_nas.data.pairs import calibration_batches
 from lighttrack_nas.search.fitness import recalibrate_batchnorm
-from lighttrack_nas.search.runner import tracker_settings
 from lighttrack_nas.search.settings import SearchSettings
 from lighttrack_nas.search.tuning import tune_tracker, write_tuning
-from lighttrack_nas.tracker import TrackerConfig
+from lighttrack_nas.tracker import TrackerConfig, tracker_settings
 from lighttrack_nas.config import load_experiment
 
 

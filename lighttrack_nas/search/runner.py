@@ -34,6 +34,7 @@ from ..cost.table import CostTable
 from ..io import atomic_write, write_json
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
+from ..tracker import tracker_settings
 from ..config import load_experiment
 from .backend import Backend, FitnessSpec, LocalBackend, Scorer, Scores
 from .evolution import STRATEGIES, EvolutionConfig, Search
@@ -230,19 +231,6 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def tracker_settings(cfg: dict[str, Any], override: str | None = None) -> dict[str, float]:
-    """Tracker hyper-parameters: ``override`` (a YAML path), else the experiment's ``tracker:``
-    (a YAML path, already resolved by :func:`~lighttrack_nas.config.load_yaml`, or a mapping), else the defaults."""
-    from ..tracker import TrackerConfig
-
-    source = override or cfg.get("tracker")
-    if source is None:
-        return TrackerConfig().to_dict()
-    if isinstance(source, dict):
-        return TrackerConfig.from_dict(source, "tracker").to_dict()
-    return TrackerConfig.from_yaml(source).to_dict()
 
 
 def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flops_budget: str | None = None,

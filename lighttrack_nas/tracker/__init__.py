@@ -1,4 +1,4 @@
 """The tracker runtime shared by every model family (LightTrack inference)."""
-from .tracker import Timing, Tracker, TrackerConfig
+from .tracker import Timing, Tracker, TrackerConfig, tracker_settings
 
-__all__ = ["Timing", "Tracker", "TrackerConfig"]
+__all__ = ["Timing", "Tracker", "TrackerConfig", "tracker_settings"]

@@ -50,6 +50,17 @@ class TrackerConfig:
         return asdict(self)
 
 
+def tracker_settings(cfg: dict[str, Any], override: str | None = None) -> dict[str, float]:
+    """Tracker hyper-parameters: ``override`` (a YAML path), else the experiment's ``tracker:``
+    (a YAML path, already resolved by :func:`~lighttrack_nas.config.load_yaml`, or a mapping), else the defaults."""
+    source = override or cfg.get("tracker")
+    if source is None:
+        return TrackerConfig().to_dict()
+    if isinstance(source, dict):
+        return TrackerConfig.from_dict(source, "tracker").to_dict()
+    return TrackerConfig.from_yaml(source).to_dict()
+
+
 @dataclass
 class Timing:
     """Accumulated seconds per stage of :meth:`Tracker.update` over ``frames`` frames, plus ``init``."""

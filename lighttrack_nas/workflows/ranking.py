@@ -165,7 +165,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def standalone_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
     """What decides a stand-alone result, free of where the files lie: the space (with its settings),
     seed, data, training and the tracker settings it is scored with."""
-    from ..search.runner import tracker_settings
+    from ..tracker import tracker_settings
     from ..space import experiment_space
 
     return {"space": experiment_space(cfg).to_dict(), "seed": cfg.get("seed"), "data": cfg["data"],
@@ -180,7 +180,7 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     are kept, an interrupted one resumes from its checkpoint."""
     from ..cost import CostTable
     from ..models import build_supernet
-    from ..train import retrain
+    from .retrain import retrain
     from ..config import load_experiment
     from ..space import experiment_space
 

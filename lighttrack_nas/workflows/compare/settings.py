@@ -45,12 +45,12 @@ from typing import Any
 
 import yaml
 
-from ..compress import PruneSettings
-from ..config import ConfigError, Field, check_keys, deep_merge, load_yaml
-from ..io import atomic_write
-from ..search.settings import SearchSettings, parse_count
-from ..train.retrain import INITS
-from ..config import DEFAULT_TRAIN, load_experiment
+from ...compress import PruneSettings
+from ...config import ConfigError, Field, check_keys, deep_merge, load_yaml
+from ...io import atomic_write
+from ...search.settings import SearchSettings, parse_count
+from ..retrain import INITS
+from ...config import DEFAULT_TRAIN, load_experiment
 
 COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker"}
 NAS_KEYS = {"budgets", "init", "train"}

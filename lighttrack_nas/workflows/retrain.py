@@ -19,8 +19,8 @@ from ..deploy import inference_model
 from ..evaluate import evaluate_tracking_model
 from ..io import write_json
 from ..models.build import load_tracking_model, read_checkpoint
-from ..tracker import TrackerConfig
-from .trainer import SubnetTrainer
+from ..tracker import TrackerConfig, tracker_settings
+from ..train.trainer import SubnetTrainer
 from ..config import load_experiment
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,6 @@ def retrain(config: str | Path, arch: str, out: str | Path, *, init: str = "scra
     initialisation); ``max_iters`` stops early (the schedule still spans the whole config).
     ``tracker`` is a tracker YAML (default: the config's ``tracker:``, else the defaults).
     """
-    from ..search.runner import tracker_settings  # the search driver imports this package
-
     if init not in INITS:
         raise ValueError(f"init {init!r} is not one of {list(INITS)}")
     if (init == "supernet") != (supernet is not None):

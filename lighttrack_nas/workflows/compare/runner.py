@@ -4,7 +4,7 @@ Layout of ``OUT`` (every stage is skipped when its output exists; trainings resu
 checkpoints, searches from ``state.json``, so an interrupted run continues where it stopped):
 
 - ``configs/``: the resolved per-family experiment configs (:mod:`.settings`);
-- ``supernet/``: the supernet, trained once per config (``pipeline.stage_train``), unless given;
+- ``supernet/``: the supernet, trained once per config (``workflows.stages.stage_train``), unless given;
 - ``nas/seed{S}/search_{B}/``: the search at MACs budget ``B`` (``best.json``, ...);
 - ``nas/seed{S}/retrain_{B}/``: its subnet retrained stand-alone (``eval.json`` of ``retrain``);
 - ``{F}/seed{S}/dense/``: the dense tracker of pruned family ``F`` (``cnn``, ``vit``, ``hybrid``);
@@ -35,21 +35,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..compress import BudgetError, PruneSettings, compress_checkpoint, prune_checkpoint, prune_model, sparsity_trainer
-from ..compress.pipeline import load_network
-from ..cost import count_tracking_model
-from ..cost.latency import network_latency
-from ..data.sequence import Sequence
-from ..data.sources import load_split
-from ..deploy import inference_model
-from ..evaluate import score_tracks, track_sequences, write_results
-from ..io import atomic_write
-from ..models.build import load_tracking_model, read_checkpoint
-from ..pipeline import stage_data, stage_train
-from ..search.runner import run_search, tracker_settings
-from ..tracker import TrackerConfig
-from ..train.baseline import BaselineTrainer
-from ..train.retrain import retrain
+from ...compress import BudgetError, PruneSettings, compress_checkpoint, prune_checkpoint, prune_model, sparsity_trainer
+from ...compress.pipeline import load_network
+from ...cost import count_tracking_model
+from ...cost.latency import network_latency
+from ...data.sequence import Sequence
+from ...data.sources import load_split
+from ...deploy import inference_model
+from ...evaluate import score_tracks, track_sequences, write_results
+from ...io import atomic_write
+from ...models.build import load_tracking_model, read_checkpoint
+from ..stages import stage_data, stage_train
+from ...search.runner import run_search
+from ...tracker import tracker_settings
+from ...tracker import TrackerConfig
+from ...train.baseline import BaselineTrainer
+from ..retrain import retrain
 from .settings import Experiment, PrunedFamily
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from ..data.sources import load_split
-from ..evaluate import open_results, score_results
-from ..evaluate.plots import plot_ope
-from ..io import atomic_write, save_figure
-from ..machine import machine_info
-from ..search.pareto import pareto_front
+from ...data.sources import load_split
+from ...evaluate import open_results, score_results
+from ...evaluate.plots import plot_ope
+from ...io import atomic_write, save_figure
+from ...machine import machine_info
+from ...search.pareto import pareto_front
 from .runner import TEST_FILE
 from .settings import Experiment
 
