@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..config import Field
 from ..cost.count import count_tracking_model
-from ..models.lighttrack import Predictor, TrackingNet
+from ..models.tracking import Predictor, TrackingNet
 
 CRITERIA = ("magnitude", "slimming")
 BUDGET_KINDS = ("macs", "params")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..models.lighttrack import TrackingNet
+from ..models.tracking import TrackingNet
 from .fuse import FusedTrackingNet, fold_bn, fuse
 
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.lighttrack import CorrelationNeck, PositionNorm, Predictor, TrackingNet
+from ..models.tracking import CorrelationNeck, PositionNorm, Predictor, TrackingNet
 from ..models.ops import DepthwiseSeparable, MBConv, SeparableConvBNReLU, SqueezeExcite
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.SiLU: "silu", nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish"}

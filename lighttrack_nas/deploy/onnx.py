@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
-from ..models.lighttrack import TrackingNet
+from ..models.tracking import TrackingNet
 
 OPTIMIZATION_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

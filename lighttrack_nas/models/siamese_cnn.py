@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .lighttrack import CorrelationNeck, PositionNorm, Predictor, TrackingNet
+from .tracking import CorrelationNeck, PositionNorm, Predictor, TrackingNet
 from .ops import conv_bn
 from .registry import register_model
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lighttrack import CachedTemplate
+from .tracking import CachedTemplate
 from .registry import register_model
 from .siamese_cnn import check_spec, check_tower, check_widths, resnet_backbone, resnet_widths, tower
 

@@ -38,7 +38,7 @@ from ..data.targets import build_targets
 from ..cost import CostTable
 from ..io import save_figure, save_torch
 from ..models.build import build_supernet, read_checkpoint
-from ..models.lighttrack import Predictor
+from ..models.tracking import Predictor
 from ..models.pretrained import init_backbone
 from ..space.space import Architecture, experiment_space, largest_architecture
 from .loss import iou_loss, model_loss, tracking_loss
