@@ -55,7 +55,7 @@ def test_json_scores_of_one_tracker(fixture):
     out = run_eval(fixture, "--split", "val", "--results", str(fixture / "results" / "perfect"), "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert set(report) == {"ao", "sr50", "sr75", "success_auc", "precision20", "norm_precision20", "fps",
+    assert set(report) == {"ao", "sr50", "sr75", "fitness", "success_auc", "precision20", "norm_precision20", "fps",
                            "per_sequence"}
     # GOT-10k: frames 2..4 of seqA and frames 2, 4 of seqB (cover 0 at frame 3), all IoU 1
     assert (report["ao"], report["sr50"], report["sr75"]) == (1.0, 1.0, 1.0)

@@ -175,7 +175,8 @@ def image_size(seq: Sequence) -> tuple[int, int]:
 
 @dataclass
 class TrackerScore:
-    """Every score of one tracker on one data set (see :meth:`to_dict` for the flat view)."""
+    """Every score of one tracker on one data set (see :meth:`to_dict` for the flat view), and the
+    search's fitness."""
 
     name: str
     got10k: GOT10kResult
@@ -183,18 +184,34 @@ class TrackerScore:
     fps: float | None
     sequence_fps: dict[str, float | None]
 
-    def to_dict(self) -> dict:
-        """``ao``, ``sr50``, ``sr75``, ``success_auc``, ``precision20``, ``norm_precision20``,
-        ``fps`` and ``per_sequence`` (the same keys per sequence) as plain JSON-able values."""
-        per_sequence = {
-            seq: {**{k: v for k, v in self.got10k.per_sequence[seq].items() if k != "frames"},
-                  **{k: v for k, v in self.ope.per_sequence[seq].items() if k != "frames"},
-                  "fps": self.sequence_fps[seq]}
-            for seq in self.ope.per_sequence
-        }
-        return {"ao": self.got10k.ao, "sr50": self.got10k.sr50, "sr75": self.got10k.sr75,
-                "success_auc": self.ope.success_auc, "precision20": self.ope.precision20,
-                "norm_precision20": self.ope.norm_precision20, "fps": self.fps, "per_sequence": per_sequence}
+    @property
+    def ao(self) -> float:
+        return self.got10k.ao
+
+    @property
+    def sr50(self) -> float:
+        return self.got10k.sr50
+
+    @property
+    def fitness(self) -> float:
+        """The search's fitness: (AO + SR0.5) / 2 (REFERENCE.md section 1)."""
+        return (self.got10k.ao + self.got10k.sr50) / 2
+
+    def to_dict(self, per_sequence: bool = True) -> dict:
+        """``ao``, ``sr50``, ``sr75``, ``fitness``, ``success_auc``, ``precision20``, ``norm_precision20``,
+        ``fps`` and (with ``per_sequence``) ``per_sequence``, the same keys per sequence, as plain
+        JSON-able values."""
+        scores = {"ao": self.got10k.ao, "sr50": self.got10k.sr50, "sr75": self.got10k.sr75, "fitness": self.fitness,
+                  "success_auc": self.ope.success_auc, "precision20": self.ope.precision20,
+                  "norm_precision20": self.ope.norm_precision20, "fps": self.fps}
+        if per_sequence:
+            scores["per_sequence"] = {
+                seq: {**{k: v for k, v in self.got10k.per_sequence[seq].items() if k != "frames"},
+                      **{k: v for k, v in self.ope.per_sequence[seq].items() if k != "frames"},
+                      "fps": self.sequence_fps[seq]}
+                for seq in self.ope.per_sequence
+            }
+        return scores
 
 
 def score_results(sequences: list[Sequence], results: TrackerResults) -> TrackerScore:

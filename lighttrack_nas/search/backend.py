@@ -87,7 +87,7 @@ class SubnetScorer:
     def __call__(self, arch: str) -> Scores:
         start = time.perf_counter()
         score = self.evaluator.score(self.evaluator.supernet.space.decode(arch))
-        return {**score.to_dict(), "seconds": time.perf_counter() - start}
+        return {**score.to_dict(per_sequence=False), "seconds": time.perf_counter() - start}
 
 
 class LocalBackend:

@@ -21,7 +21,7 @@ from ..io import atomic_write, write_json
 from ..tracker import TrackerConfig
 from .backend import set_threads
 from .distributed import import_ray, start_ray
-from .fitness import track_and_score
+from ..evaluate.tracking import score_model
 
 RANGES: dict[str, tuple[float, float]] = {
     "penalty_k": (0.0, 0.3),         # LightTrack default 0.062, VOT-2019 0.007
@@ -45,8 +45,8 @@ def _trial(config: dict[str, float], model: nn.Module, sequences: list[Sequence]
     from ray import tune
 
     set_threads(1)
-    score = track_and_score(model, sequences, TrackerConfig.from_dict({**base, **config}))
-    tune.report({k: v for k, v in score.to_dict().items() if k in METRICS})
+    score = score_model(model, sequences, TrackerConfig.from_dict({**base, **config}))
+    tune.report({k: v for k, v in score.to_dict(per_sequence=False).items() if k in METRICS})
 
 
 def tune_tracker(model: nn.Module, sequences: list[Sequence], base: TrackerConfig, samples: int, out: str | Path,

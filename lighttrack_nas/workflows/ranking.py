@@ -220,7 +220,8 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     from ..data.sources import load_split
     from ..evaluate.tracking import track_sequences
     from ..models import load_supernet
-    from ..search.fitness import recalibrate_batchnorm, score_predictions
+    from ..evaluate.results import score_tracks
+    from ..search.fitness import recalibrate_batchnorm
     from ..tracker import TrackerConfig
 
     results = StandaloneResults(standalone)
@@ -242,7 +243,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
             preds, _ = track_sequences(subnet, sequences, tracker)
 
         def fitness(seqs: list) -> float:
-            return score_predictions(seqs, {s.name: preds[s.name] for s in seqs}).fitness
+            return score_tracks(seqs, {s.name: preds[s.name] for s in seqs}).fitness
 
         rows.append({"arch": record["arch"], "macs": record["macs"], "standalone_ao": record["ao"],
                      "fitness": fitness(sequences), "half_a": fitness(halves["a"]), "half_b": fitness(halves["b"]),

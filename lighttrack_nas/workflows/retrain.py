@@ -12,13 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..cost import count_tracking_model
-from ..data.sequence import Sequence
 from ..data.sources import load_split
-from ..deploy import inference_model
-from ..evaluate import evaluate_tracking_model
+from ..evaluate import evaluate_checkpoint
 from ..io import write_json
-from ..models.build import load_tracking_model, read_checkpoint
+from ..models.build import read_checkpoint
 from ..tracker import TrackerConfig, tracker_settings
 from ..train.trainer import SubnetTrainer
 from ..config import load_experiment
@@ -85,21 +82,11 @@ def retrain(config: str | Path, arch: str, out: str | Path, *, init: str = "scra
     batch = trainer.train_cfg["batch_size"] * trainer.world
     report = {"arch": str(trainer.arch), "init": trainer.extra_state()["init"], "checkpoint": str(checkpoint),
               "split": split, "sequences": len(sequences),
-              **evaluate_subnet(checkpoint, sequences, TrackerConfig.from_dict(settings), progress),
+              **evaluate_checkpoint(checkpoint, sequences, TrackerConfig.from_dict(settings), progress=progress).to_dict(),
               "tracker": settings, "iterations": trainer.iteration, "schedule_iterations": trainer.total,
               "batch_size": batch, "samples": trainer.iteration * batch}
     write_json(Path(out) / "eval.json", report)
     return report
-
-
-def evaluate_subnet(checkpoint: str | Path, sequences: list[Sequence], tracker_config: TrackerConfig | None = None,
-                    progress: bool = False) -> dict[str, Any]:
-    """Scores (:func:`~lighttrack_nas.evaluate.evaluate_tracking_model`) of a subnet checkpoint
-    tracked in its fused form on ``sequences``, with its MACs, params and template MACs."""
-    model = load_tracking_model(checkpoint, None)
-    cost = count_tracking_model(model)
-    metrics = evaluate_tracking_model(inference_model(model), sequences, tracker_config, progress)
-    return {**metrics, "macs": cost.macs, "params": cost.params, "template_macs": cost.template_macs}
 
 
 def _check_same_run(trainer: SubnetTrainer, state: dict[str, Any]) -> None:

@@ -59,11 +59,11 @@ def stage_evaluate(cfg: dict[str, Any], checkpoint: Path, tracker_yaml: str | Pa
     archs = reference_architectures(trained.space, table.macs)
     archs.update({name: trained.space.decode(text) for name, text in (extra_archs or {}).items()})
     report: dict[str, Any] = {"split": split, "sequences": len(sequences),
-                              "static_baseline": static_baseline(sequences).to_dict()}
+                              "static_baseline": static_baseline(sequences).to_dict(per_sequence=False)}
     for name, arch in archs.items():
         row: dict[str, Any] = {"arch": str(arch), "macs": table.macs(arch), "params": table.params(arch)}
         for label, net in (("trained", trained), ("untrained", untrained)):
-            row[label] = SubnetEvaluator(net, calibration, sequences, tracker).score(arch).to_dict()
+            row[label] = SubnetEvaluator(net, calibration, sequences, tracker).score(arch).to_dict(per_sequence=False)
             log.info("%s subnet, %s supernet: AO %.3f, SR0.5 %.3f (%.1f M MACs)", name, label, row[label]["ao"],
                      row[label]["sr50"], row["macs"] / 1e6)
         row["ao_gain"] = row["trained"]["ao"] / max(row["untrained"]["ao"], 1e-9)

@@ -32,19 +32,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ...compress import BudgetError, PruneSettings, compress_checkpoint, prune_checkpoint, prune_model, sparsity_trainer
 from ...compress.pipeline import load_network
-from ...cost import count_tracking_model
 from ...cost.latency import network_latency
 from ...data.sequence import Sequence
 from ...data.sources import load_split
-from ...deploy import inference_model
-from ...evaluate import score_tracks, track_sequences, write_results
+from ...evaluate import evaluate_checkpoint
 from ...io import atomic_write
-from ...models.build import load_tracking_model, read_checkpoint
+from ...models.build import read_checkpoint
 from ..stages import stage_data, stage_train
 from ...search.runner import run_search
 from ...tracker import tracker_settings
@@ -128,23 +125,12 @@ class Evaluator:
         """Evaluate ``checkpoint`` (fused form, ``latency.threads`` torch threads) and write
         ``folder/test.json``: ``row`` plus the metrics, cost and latency."""
         s = self.exp.settings
-        model = load_tracking_model(checkpoint, None)
-        cost = count_tracking_model(model)
-        deployed = inference_model(model)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(s.latency_threads)  # tracking is chaotic: results depend on the thread count
-        try:
-            boxes, times = track_sequences(deployed, self.sequences, self.tracker)
-        finally:
-            torch.set_num_threads(previous)
-        for seq in self.sequences:
-            write_results(folder / "test", seq.name, boxes[seq.name], times[seq.name])
-        scores = score_tracks(self.sequences, boxes, times, folder.name).to_dict()
-        latency = network_latency(deployed, s.latency_threads, s.latency_min_run_time)
+        evaluated = evaluate_checkpoint(checkpoint, self.sequences, self.tracker, threads=s.latency_threads,
+                                        results=folder / "test")
+        latency = network_latency(evaluated.model, s.latency_threads, s.latency_min_run_time)
         result = {**row, "split": s.split, "sequences": len(self.sequences), "checkpoint": str(checkpoint),
-                  "macs": cost.macs, "params": cost.params, "template_macs": cost.template_macs,
                   "latency_ms": latency.ms, "latency_iqr_ms": latency.iqr * 1e3, "latency_threads": s.latency_threads,
-                  **scores, "tracker": self.tracker.to_dict()}
+                  **evaluated.to_dict(), "tracker": self.tracker.to_dict()}
         atomic_write(folder / TEST_FILE, json.dumps(result, indent=2))
         return result
 
