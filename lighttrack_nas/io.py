@@ -1,13 +1,24 @@
 """The one way outputs reach the disk: atomically (a unique temporary file in the same folder,
-flushed and fsynced, then renamed over the target), so an interrupted run never leaves a torn file."""
+flushed and fsynced, then renamed over the target), so an interrupted run never leaves a torn file;
+and the one way a process claims an output folder (:func:`locked`), so two runs never write into
+one run's files at once."""
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .config import StopError
+
+
+class BusyError(StopError):
+    """Another process holds the lock of an output folder; the message names it and its pid."""
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -56,3 +67,30 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
         plt.close(figure)
     atomic_write(path, buffer.getvalue())
     return Path(path)
+
+
+@contextmanager
+def locked(path: str | Path, wait: bool = False, what: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` (created, holding the holder's pid) for the
+    block. With ``wait`` a second process waits its turn (for work it may then find done); without,
+    it gets a :class:`BusyError` naming ``what`` (default: the lock's folder) and the holder's pid.
+    The lock is the kernel's (``flock``): it goes with its process, so a killed run never leaves a
+    stale one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise BusyError(f"{what or path.parent}: in use by another process (pid {holder}); wait for it to finish "
+                            "or choose another --out") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -69,3 +69,36 @@ def test_known_failures_print_one_line_and_bugs_keep_their_traceback(capsys):
     assert _cli(unknown, capsys) == (2, "error: model 'x' is not registered; registered: ['lighttrack']\n")
     with pytest.raises(KeyError):  # a bare KeyError is a bug, not a user error
         run_cli(lambda: {}["arch"])
+
+
+def test_a_second_run_into_a_locked_folder_stops_with_a_named_error(micro_config, tmp_path):
+    """Two processes never write one run's files at once: a held output folder is refused with the
+    holder's pid, a waiting lock (shared stages) waits instead, and the lock goes with its process."""
+    import subprocess
+    import sys
+    import time
+
+    from lighttrack_nas.io import BusyError, locked
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lighttrack_nas.io import locked\n"
+                               f"with locked({str(out / '.lock')!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BusyError, match=rf"{out} \(training\): in use by another process \(pid {holder.pid}\)"):
+            SupernetTrainer(load_experiment(micro_config), out, max_iters=1, progress=False).train()
+        assert not (out / "checkpoint.pt").exists()
+        from lighttrack_nas.search.runner import run_search
+
+        with pytest.raises(BusyError, match=r"\(search\): in use by another process"):
+            run_search(micro_config, tmp_path / "supernet.pt", out, flops_budget="1G", progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    with locked(out / ".lock"):  # the killed holder's lock went with it
+        pass
+    start = time.perf_counter()
+    with locked(tmp_path / "shared.lock", wait=True), locked(tmp_path / "other.lock"):
+        pass
+    assert time.perf_counter() - start < 5

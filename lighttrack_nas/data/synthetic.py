@@ -28,12 +28,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..io import locked
 from .sequence import DataError
 
 log = logging.getLogger(__name__)
@@ -789,6 +790,12 @@ def ensure_dataset(root: str | Path, split: str, sequences: int, frames: int, se
     """
     marker = Path(root) / split / MARKER
     wanted = _parameters(split, sequences, frames, seed, (int(size[0]), int(size[1])))
+    with locked(Path(root) / f".{split}.lock", wait=True):  # a second process waits, then finds the split made
+        return _ensure(root, split, marker, wanted, sequences, frames, seed, size, workers)
+
+
+def _ensure(root: str | Path, split: str, marker: Path, wanted: dict[str, Any], sequences: int, frames: int, seed: int,
+            size: tuple[int, int], workers: int | None) -> Path:
     if marker.is_file():
         try:
             found = json.loads(marker.read_text())

@@ -31,7 +31,7 @@ from ..cost.latency import BACKENDS as LATENCY_BACKENDS
 from ..cost.latency import LatencyTable, network_latency
 from ..cost.predictor import LatencyModel, load_latency_predictor
 from ..cost.table import CostTable
-from ..io import atomic_write, write_json
+from ..io import atomic_write, locked, write_json
 from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
 from ..tracker import tracker_settings
@@ -263,50 +263,51 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     out = Path(out)
-    if (out / "state.json").exists() and not resume:
-        raise ValueError(f"{out / 'state.json'} exists: pass --resume to continue that search, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    net = load_supernet(supernet).eval()
-    table, lut = _latency_table(net, budgets, lut, out, threads, settings, seed, progress, latency_backend)
-    if factory is None:
-        data = dict(cfg["data"])
-        if "root" in data:
-            data["root"] = str(Path(data["root"]).resolve())  # workers may run in other directories
-        factory = FitnessSpec(checkpoint=str(Path(supernet).resolve()), data=data, split=settings.split,
-                              sequences=settings.val_sequences, calibration_images=settings.calibration_images,
-                              calibration_batch=settings.calibration_batch,
-                              tracker=tracker_settings(cfg, tracker),
-                              device=str(cfg.get("device", "auto")), threads=settings.threads)
-        factory.prepare_data()
-    job = {"strategy": strategy, "seed": seed, "budgets": budgets.to_dict(), "space": net.space.name,
-           "supernet": file_digest(supernet), "fitness": repr(factory), "lut": file_digest(lut) if lut else None,
-           "latency_backend": latency_backend}
-    state = read_state(out / "state.json", job) if (out / "state.json").exists() else None
-    costs = cost_table(net)
-    constraints = budgets.constraints(costs.macs, costs.params, table.predict if table else None)
-    backend = _backend(factory, workers, ray_address, settings)
-    try:
-        runner = SearchRunner(strategy, net.space, settings.evolution(seed), constraints, backend, costs, out, job,
-                              table, progress)
-        if state is not None:
-            runner.load_state_dict(state)
-            log.info("resumed %s at generation %d (%d candidates evaluated)", out, runner.search.generation,
-                     len(runner.records))
-        else:
-            runner.save()
+    with locked(out / ".lock", what=f"{out} (search)"):  # one search per folder at a time
+        if (out / "state.json").exists() and not resume:
+            raise ValueError(f"{out / 'state.json'} exists: pass --resume to continue that search, or choose another "
+                             "--out")
+        net = load_supernet(supernet).eval()
+        table, lut = _latency_table(net, budgets, lut, out, threads, settings, seed, progress, latency_backend)
+        if factory is None:
+            data = dict(cfg["data"])
+            if "root" in data:
+                data["root"] = str(Path(data["root"]).resolve())  # workers may run in other directories
+            factory = FitnessSpec(checkpoint=str(Path(supernet).resolve()), data=data, split=settings.split,
+                                  sequences=settings.val_sequences, calibration_images=settings.calibration_images,
+                                  calibration_batch=settings.calibration_batch,
+                                  tracker=tracker_settings(cfg, tracker),
+                                  device=str(cfg.get("device", "auto")), threads=settings.threads)
+            factory.prepare_data()
+        job = {"strategy": strategy, "seed": seed, "budgets": budgets.to_dict(), "space": net.space.name,
+               "supernet": file_digest(supernet), "fitness": repr(factory), "lut": file_digest(lut) if lut else None,
+               "latency_backend": latency_backend}
+        state = read_state(out / "state.json", job) if (out / "state.json").exists() else None
+        costs = cost_table(net)
+        constraints = budgets.constraints(costs.macs, costs.params, table.predict if table else None)
+        backend = _backend(factory, workers, ray_address, settings)
         try:
-            finished = runner.run(max_generations)
-        except BaseException:
-            if state is None and not runner.log_path.exists():  # failed before evaluating anything
-                runner.state_path.unlink()
-            raise
-        if not finished:
-            return {"strategy": strategy, "seed": seed, "best": None, "generations": runner.search.generation,
-                    "evaluations": len(runner.search.fitness), "search_seconds": runner.elapsed}
-    finally:
-        backend.close()
-    return runner.finalize(budgets, net, settings.finalists, threads, settings.latency["min_run_time"],
-                           {"config": str(config), "supernet": str(supernet), "lut": lut}, latency_backend)
+            runner = SearchRunner(strategy, net.space, settings.evolution(seed), constraints, backend, costs, out, job,
+                                  table, progress)
+            if state is not None:
+                runner.load_state_dict(state)
+                log.info("resumed %s at generation %d (%d candidates evaluated)", out, runner.search.generation,
+                         len(runner.records))
+            else:
+                runner.save()
+            try:
+                finished = runner.run(max_generations)
+            except BaseException:
+                if state is None and not runner.log_path.exists():  # failed before evaluating anything
+                    runner.state_path.unlink()
+                raise
+            if not finished:
+                return {"strategy": strategy, "seed": seed, "best": None, "generations": runner.search.generation,
+                        "evaluations": len(runner.search.fitness), "search_seconds": runner.elapsed}
+        finally:
+            backend.close()
+        return runner.finalize(budgets, net, settings.finalists, threads, settings.latency["min_run_time"],
+                               {"config": str(config), "supernet": str(supernet), "lut": lut}, latency_backend)
 
 
 def _latency_table(net: torch.nn.Module, budgets: Budgets, lut: str | None, out: Path, threads: int,

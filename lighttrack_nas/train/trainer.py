@@ -22,6 +22,7 @@ import os
 import resource
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..config import RESUME_FREE, ConfigError, StopError, config_differences
 from ..data.pairs import PairDataset
 from ..data.targets import build_targets
 from ..cost import CostTable
-from ..io import save_figure, save_torch
+from ..io import locked, save_figure, save_torch
 from ..models.build import build_supernet, read_checkpoint
 from ..models.tracking import Predictor
 from ..models.pretrained import init_backbone
@@ -301,7 +302,12 @@ class Trainer:
         return losses, lr
 
     def train(self) -> Path:
-        """Run from the current iteration to the end (or ``max_iters``); returns the checkpoint."""
+        """Run from the current iteration to the end (or ``max_iters``); returns the checkpoint. The
+        output folder is locked meanwhile: a second run into it stops with a named BusyError."""
+        with locked(self.out / ".lock", what=f"{self.out} (training)") if self.rank == 0 else nullcontext():
+            return self._run()
+
+    def _run(self) -> Path:
         tc = self.train_cfg
         loader = DataLoader(self.dataset, batch_sampler=_Batches(self.iteration, self.stop_at, tc["batch_size"],
                                                                  self.rank, self.world),

@@ -22,7 +22,6 @@ checkpoints, searches from ``state.json``, so an interrupted run continues where
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from ...cost.latency import network_latency
 from ...data.sequence import Sequence
 from ...data.sources import load_split
 from ...evaluate import evaluate_checkpoint
-from ...io import atomic_write
+from ...io import atomic_write, locked
 from ...models.build import read_checkpoint
 from ..stages import stage_data, stage_train
 from ...search.runner import run_search
@@ -80,8 +79,7 @@ class StageLog:
 
     def _update(self, name: str, **fields: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.path.with_suffix(".lock"), wait=True):
             self.records = self._read()
             self.records.setdefault(name, {"seconds": None}).update(fields)
             atomic_write(self.path, json.dumps(self.records, indent=1))
@@ -379,7 +377,8 @@ def _supernet(exp: Experiment, out: Path, supernet: str | Path | None, stages: S
     """The supernet to search (trained into ``out/supernet`` unless given) and its training phase."""
     if supernet is None:
         supernet = out / "supernet" / "checkpoint.pt"
-        stages.run("supernet", finished(supernet, exp.nas), stage_train, exp.nas, out / "supernet", progress)
+        with locked(out / "supernet.lock", wait=True):  # groups sharing OUT: the first trains, the others wait
+            stages.run("supernet", finished(supernet, exp.nas), stage_train, exp.nas, out / "supernet", progress)
     supernet = Path(supernet)
     if not supernet.exists():
         raise FileNotFoundError(f"{supernet}: supernet checkpoint not found")
