@@ -208,7 +208,7 @@ def test_int8_calibration_errors_are_named(supernet, tmp_path):
 def test_bench_inference_configs_take_architecture_strings_with_colons():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "tools" / "bench_inference.py")
+    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "benchmarks" / "inference.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     arch = "s1:k3e4|s2:k5e6|out:s3b1|reg:k5-skip"

@@ -133,7 +133,7 @@ def test_lite0_widths_and_relu6_compute_lite0(space, full, lite0):
         ref = h + ref if h.shape == ref.shape else h
     assert ours.shape == ref.shape == (2, 80, 4, 4)
     assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
-    # the fidelity measure (tools/bench_lite0_transfer.py) sees it, and sees the published space's distortion
+    # the fidelity measure (benchmarks/lite0_transfer.py) sees it, and sees the published space's distortion
     batch = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     exact = lite0_transfer_fidelity(net, batch, lite0)

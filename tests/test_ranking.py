@@ -1,4 +1,4 @@
-"""The ranking study (tools/bench_ranking.py): stratified selection, bootstrap rank correlations,
+"""The ranking study (benchmarks/ranking.py): stratified selection, bootstrap rank correlations,
 the recipe-bound stand-alone file, and both steps end to end on the micro experiment."""
 import json
 import subprocess
@@ -18,7 +18,7 @@ from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes,
 
 from conftest import ROOT
 
-TOOL = ROOT / "tools" / "bench_ranking.py"
+TOOL = ROOT / "benchmarks" / "ranking.py"
 
 
 def test_used_genes_drop_blocks_after_the_output(tiny_space):

@@ -300,7 +300,7 @@ def test_bench_search_compares_strategies_at_equal_evaluations(micro, tmp_path):
     config.write_text(yaml.safe_dump({"extends": str(micro[0]), "search": {"population": 3, "generations": 2,
                                                                            "mutants": 1, "crossovers": 1}}))
     out = tmp_path / "bench"
-    run = subprocess.run([sys.executable, "tools/bench_search.py", "--config", str(config), "--supernet", str(micro[1]),
+    run = subprocess.run([sys.executable, "benchmarks/search.py", "--config", str(config), "--supernet", str(micro[1]),
                           "--out", str(out), "--seeds", "0", "--no-progress"],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr

@@ -13,8 +13,8 @@ import torch
 
 from lighttrack_nas.config import ConfigError
 from lighttrack_nas.models import path_parameters
-from lighttrack_nas.train import (PathSampler, SupernetTrainer, TrainingError, balanced_bce, iou_loss,
-                                  learning_rate, load_experiment)
+from lighttrack_nas.config import load_experiment
+from lighttrack_nas.train import PathSampler, SupernetTrainer, TrainingError, balanced_bce, iou_loss, learning_rate
 
 from conftest import ROOT
 
@@ -179,7 +179,7 @@ def test_channels_last_trains_to_the_same_weights(micro_config, tmp_path):
 
 def test_bench_train_step_times_both_layouts(micro_config, tmp_path):
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, "tools/bench_train_step.py", "--config", str(micro_config), "--iters", "2",
+    run = subprocess.run([sys.executable, "benchmarks/train_step.py", "--config", str(micro_config), "--iters", "2",
                           "--warmup", "1", "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())

@@ -27,7 +27,7 @@ A --config SPACE:ARCH may end in :TxS to track at other crops than the space's (
 tracks at 80x192).
 
 example:
-  python tools/bench_inference.py --rounds 3 --json runs/bench_inference.json
+  python benchmarks/inference.py --rounds 3 --json runs/bench_inference.json
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@
 Two steps, paid for separately (docs/search.md, "Does the supernet rank?"):
 
   # 1. train N stratified subnets stand-alone (resumable; results in OUT/standalone.json)
-  python tools/bench_ranking.py train --config experiments/ranking_tiny.yaml --out runs/ranking --subnets 16
+  python benchmarks/ranking.py train --config experiments/ranking_tiny.yaml --out runs/ranking --subnets 16
 
   # 2. rank them with a supernet's inherited weights (OUT/ranking.json, OUT/ranking.png)
-  python tools/bench_ranking.py rank --standalone runs/ranking/standalone.json \\
+  python benchmarks/ranking.py rank --standalone runs/ranking/standalone.json \\
       --supernet runs/demo/supernet/checkpoint.pt --out runs/ranking/demo_supernet
 
 Step 1 spreads the subnets evenly over the MACs range and, within each MACs stratum, over the

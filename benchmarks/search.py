@@ -2,7 +2,7 @@
 """Search benchmarks: evolution vs random search at equal evaluations over several seeds, search
 wall time and candidates/s, and the speed-up of Ray workers over one.
 
-  python tools/bench_search.py --config experiments/search_tiny.yaml --supernet runs/supernet/checkpoint.pt \\
+  python benchmarks/search.py --config experiments/search_tiny.yaml --supernet runs/supernet/checkpoint.pt \\
       --out runs/bench_search --flops-budget 100M --seeds 0 1 2 --workers 1 2
 
 Every search is a plain `tools/search.py` run (library: `run_search`) into OUT/<strategy>_s<seed>/

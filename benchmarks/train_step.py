@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Time training iterations side by side: contiguous (NCHW) vs channels-last tensors.
 
-  python tools/bench_train_step.py --config experiments/supernet_tiny.yaml --iters 20 --threads 1
-  python tools/bench_train_step.py --config experiments/cnn_tiny.yaml      # any family with a model: section
+  python benchmarks/train_step.py --config experiments/supernet_tiny.yaml --iters 20 --threads 1
+  python benchmarks/train_step.py --config experiments/cnn_tiny.yaml      # any family with a model: section
 
 Builds the config's trainer twice in one process (the supernet's, or the baseline family's when the
 config has a model: section; same seed, same sampled paths), feeds both the same batch of training

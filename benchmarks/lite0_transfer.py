@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How much of ImageNet-pretrained EfficientNet-Lite0 survives the transfer into a space's supernet.
 
-  python tools/bench_lite0_transfer.py --space search_spaces/lighttrack_tiny.yaml \
+  python benchmarks/lite0_transfer.py --space search_spaces/lighttrack_tiny.yaml \
       --space search_spaces/lighttrack.yaml --frames 'cache/data_tiny/val/*/*.jpg'
 
 Initialises each space's supernet from Lite0 (`pretrained_backbone: efficientnet-lite0`) and prints,
