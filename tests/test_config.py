@@ -3,7 +3,7 @@ with other settings is refused, known failures print one line, bugs keep their t
 import pytest
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.config import ConfigError, UnknownNameError, config_differences
+from lighttrack_nas.config import ConfigError, Field, UnknownNameError, check_section, config_differences
 from lighttrack_nas.models import build_supernet
 from lighttrack_nas.space.space import SpaceError
 from lighttrack_nas.train import SupernetTrainer, TrainingError
@@ -102,3 +102,27 @@ def test_a_second_run_into_a_locked_folder_stops_with_a_named_error(micro_config
     with locked(tmp_path / "shared.lock", wait=True), locked(tmp_path / "other.lock"):
         pass
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (Field(int, low=1), 0, r"x must be an integer >= 1, got 0"),
+    (Field(int, low=1), True, r"x must be an integer >= 1, got True"),
+    (Field(low=0, high=1, high_open=True), 1.0, r"x must be a number in \[0, 1\), got 1.0"),
+    (Field(low=0, low_open=True), float("nan"), r"x must be a number > 0, got nan"),
+    (Field(str, optional=True), 3, r"x must be a str or null, got 3"),
+    (Field(choices=("sgd", "adamw")), "adam", r"x: 'adam' is not one of \['sgd', 'adamw'\]"),
+])
+def test_one_field_validator_names_the_field_and_what_it_allows(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        field.check(value, "x")
+
+
+def test_check_section_names_unknown_missing_and_ill_typed_keys():
+    fields = {"a": Field(int, low=0), "b": Field(bool)}
+    check_section({"a": 1, "b": False}, fields, "s")
+    assert Field(str, optional=True)(None, "x") is None and Field(int)(3, "x") == 3
+    for section, message in [({"c": 1}, r"s: unknown key\(s\) \['c'\]; allowed: \['a', 'b'\]"),
+                             ({"b": True}, r"s: 'a' is required"), ([1], r"s must be a mapping with keys"),
+                             ({"a": -1}, r"s.a must be an integer >= 0, got -1")]:
+        with pytest.raises(ConfigError, match=message):
+            check_section(section, fields, "s", required=("a",))

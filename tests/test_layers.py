@@ -71,3 +71,20 @@ def test_no_circles_between_packages():
     for node in sorted(RANK):
         if node not in state:
             visit(node, [])
+
+
+def test_families_take_the_shared_parts_from_models_tracking():
+    """The tracking interface, Siamese forward, neck and predictor live in models/tracking.py: no
+    module reaches into the LightTrack file for them."""
+    shared = {"CachedTemplate", "TrackingNet", "CorrelationNeck", "PositionNorm", "Predictor"}
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "lighttrack":
+                wrong += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names if a.name in shared]
+    assert wrong == []
+
+
+def test_user_commands_and_benchmarks_are_apart():
+    assert sorted(p.name for p in (ROOT / "tools").glob("bench*.py")) == []
+    assert {"inference.py", "ranking.py", "search.py"} <= {p.name for p in (ROOT / "benchmarks").glob("*.py")}

@@ -148,3 +148,23 @@ def test_resume_equals_uninterrupted_and_checkpoint_is_protected(micro, scratch,
     assert resumed["iteration"] == 12
     for name, value in reference["model"].items():
         assert (value.float() - resumed["model"][name].float()).abs().max() <= 1e-6, name
+
+
+def test_one_path_tracks_and_scores_a_checkpoint(micro, scratch, tmp_path):
+    """evaluate_checkpoint is the one track-and-score path: the retraining's eval.json is its report, the
+    result files it writes score to the same numbers, and its score is the one type with the fitness."""
+    from lighttrack_nas.data.sources import load_split
+    from lighttrack_nas.evaluate import TrackerScore, evaluate_checkpoint, open_results, score_results
+    from lighttrack_nas.tracker import TrackerConfig, tracker_settings
+
+    out, _ = scratch
+    report = json.loads((out / "eval.json").read_text())
+    cfg = load_experiment(micro["config"])
+    sequences = load_split(cfg["data"], "test")
+    evaluated = evaluate_checkpoint(out / "checkpoint.pt", sequences, TrackerConfig.from_dict(tracker_settings(cfg)),
+                                    threads=1, results=tmp_path / "mine")
+    assert isinstance(evaluated.score, TrackerScore)
+    assert evaluated.score.fitness == pytest.approx((report["ao"] + report["sr50"]) / 2) == report["fitness"]
+    assert {k: evaluated.to_dict()[k] for k in ("ao", "sr50", "macs", "params")} == \
+        {k: report[k] for k in ("ao", "sr50", "macs", "params")}
+    assert score_results(sequences, open_results(tmp_path / "mine")).ao == pytest.approx(report["ao"], abs=1e-3)
