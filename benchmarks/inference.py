@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("torch-train", "torch-fused", "onnxruntime", "onnxruntime-int8")
@@ -308,10 +309,8 @@ def main() -> int:
             for op, ms in row["profile"]:
                 print(f"  {ms:7.3f}  {op}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"machine": info, "versions": versions, "rounds": args.rounds,
-                                               "ort_level": args.ort_level, "targets": TARGETS, "rows": rows},
-                                              indent=1))
+        write_json(args.json, {"machine": info, "versions": versions, "rounds": args.rounds,
+                               "ort_level": args.ort_level, "targets": TARGETS, "rows": rows}, indent=1)
         print(f"\nwrote {args.json}")
     return 0
 

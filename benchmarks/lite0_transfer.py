@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.io import write_json
 from lighttrack_nas.data.crop import to_tensor
 from lighttrack_nas.models import build_supernet, load_space
 from lighttrack_nas.models.pretrained import init_from_efficientnet_lite0, lite0_state, lite0_transfer_fidelity
@@ -71,8 +72,7 @@ def main() -> None:
         results[path] = lite0_transfer_fidelity(net, x, state)
         print(f"{path}: " + "  ".join(f"{stage} {cka:.3f}" for stage, cka in results[path].items()), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

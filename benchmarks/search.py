@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.io import save_figure
+from lighttrack_nas.io import atomic_write, save_figure, write_json
 from lighttrack_nas.search.runner import run_search
 
 
@@ -78,9 +78,8 @@ def main() -> int:
                          "search_seconds": result["search_seconds"], "candidates_per_s": result["candidates_per_s"]})
     report = {"config": args.config, "supernet": args.supernet, "flops_budget": args.flops_budget,
               "params_budget": args.params_budget, "threads": args.threads, "runs": runs, "ray": ray_runs}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_search.json").write_text(json.dumps(report, indent=2))
-    (out / "bench_search.md").write_text(markdown(report))
+    write_json(out / "bench_search.json", report)
+    atomic_write(out / "bench_search.md", markdown(report))
     plot_curves(runs, out / "best_so_far.png")
     print(markdown(report))
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.io import write_json
 from lighttrack_nas.train import SupernetTrainer
 from lighttrack_nas.config import load_experiment
 from lighttrack_nas.train.baseline import BaselineTrainer
@@ -67,7 +68,7 @@ def main() -> int:
     report["speedup"] = report["contiguous"]["s_per_iter"] / report["channels_last"]["s_per_iter"]
     print(f"channels-last speed-up: {report['speedup']:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return 0
 
 

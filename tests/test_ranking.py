@@ -1,4 +1,5 @@
-"""The ranking study (benchmarks/ranking.py): stratified selection, bootstrap rank correlations,
+"""The ranking study (benchmarks/ranking.py) and the search controls (benchmarks/controls.py): stratified
+selection, bootstrap rank correlations,
 the recipe-bound stand-alone file, and both steps end to end on the micro experiment."""
 import json
 import subprocess
@@ -13,6 +14,7 @@ from lighttrack_nas.models import build_supernet
 from lighttrack_nas.train import SupernetTrainer
 from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
+from lighttrack_nas.workflows.controls import hierarchical_bootstrap, same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               stratified_architectures, used_genes)
 
@@ -98,3 +100,50 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
     space = experiment_space(load_experiment(config))
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
+
+
+def test_same_size_architectures_and_hierarchical_bootstrap(tiny_space):
+    table = CostTable(build_supernet(tiny_space))
+    target = table.macs(tiny_space.sample(3))
+    archs = same_size_architectures(tiny_space, table.macs, target, 4, 0.05, seed=1)
+    assert len(set(archs)) == 4 and all(abs(table.macs(a) - target) <= 0.05 * target for a in archs)
+    with pytest.raises(ValueError, match="widen the tolerance"):
+        same_size_architectures(tiny_space, table.macs, 1.0, 2, 0.05, max_draws=50)
+    shifted = {0: np.full(10, 0.1), 1: np.full(10, 0.1)}
+    assert hierarchical_bootstrap(shifted, resamples=200) == pytest.approx((0.1, 0.1, 0.1))
+    noisy = {s: np.random.default_rng(s).normal(0.0, 0.1, 20) for s in range(3)}
+    mean, low, high = hierarchical_bootstrap(noisy, resamples=500)
+    assert low < mean < high and low < 0 < high
+
+
+def test_controls_end_to_end(micro_config, tmp_path):
+    from lighttrack_nas.search.evolution import RandomSearch  # noqa: F401  (the strategy compared)
+
+    search = tmp_path / "search.yaml"
+    search.write_text(yaml.safe_dump({"extends": str(micro_config), "search": {
+        "population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
+        "calibration_batch": 4, "finalists": 1, "val_sequences": 1, "budgets": {"latency": None}}}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"extends": str(micro_config), "train": {
+        "epochs": 1, "iters_per_epoch": 1, "freeze_backbone_epochs": 0, "threads": 1}}))
+    supernet = tmp_path / "supernet"
+    SupernetTrainer(load_experiment(search), supernet, max_iters=1, progress=False).train()
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "controls.py"), "--search-config", str(search),
+                          "--recipe", str(recipe), "--supernets", str(supernet / "checkpoint.pt"), "--seeds", "0", "1",
+                          "--flops-budget", "1G", "--randoms", "2", "--tolerance", "0.3", "--out",
+                          str(tmp_path / "controls"), "--no-progress"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "controls" / "controls.json").read_text())
+    assert [r["seed"] for r in report["seeds"]] == [0, 1] and report["supernet_seeds"] == 1
+    for row in report["seeds"]:
+        assert row["evaluations"]["evolution"] == row["evaluations"]["random"] == 8
+        assert len(row["same_size"]) == 2
+        evo, rnd = row["winners"]["evolution"], row["winners"]["random"]
+        assert row["evolution_minus_random"]["ao"] == pytest.approx(evo["val_ao"] - rnd["val_ao"])
+        median = float(np.median([r["val_ao"] for r in row["same_size"]]))
+        assert row["evolution_minus_median"]["ao"] == pytest.approx(evo["val_ao"] - median)
+    summary = report["evolution_minus_random"]
+    assert summary["seeds"] == 2 and summary["ci95"][0] <= summary["per_sequence_mean"] <= summary["ci95"][1]
+    assert "evolution - random search: mean" in run.stdout
+    trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
+    assert len(trained) == len({r["arch"] for r in trained}) <= 8  # each architecture trained once

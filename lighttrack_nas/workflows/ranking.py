@@ -165,8 +165,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def standalone_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
     """What decides a stand-alone result, free of where the files lie: the space (with its settings),
     seed, data, training and the tracker settings it is scored with."""
-    from ..tracker import tracker_settings
     from ..space import experiment_space
+    from ..tracker import tracker_settings
 
     return {"space": experiment_space(cfg).to_dict(), "seed": cfg.get("seed"), "data": cfg["data"],
             "train": cfg["train"], "tracker": tracker_settings(cfg)}
@@ -178,10 +178,9 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     schedule, from its initialisation) into ``out/subnetNN/`` and score each on ``split``; the scores
     go to ``out/standalone.json`` as each subnet finishes. Re-running continues: finished subnets
     are kept, an interrupted one resumes from its checkpoint."""
+    from ..config import load_experiment
     from ..cost import CostTable
     from ..models import build_supernet
-    from .retrain import retrain
-    from ..config import load_experiment
     from ..space import experiment_space
 
     cfg = load_experiment(config)
@@ -192,15 +191,29 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     table = CostTable(build_supernet(space))
     archs = stratified_architectures(space, table.macs, count, seed)
     for i, arch in enumerate(archs):
-        if results.get(str(arch)) is not None:
-            continue
-        log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
-        report = retrain(config, str(arch), out / f"subnet{i:02d}", resume=True, split=split, progress=progress)
-        results.add({"index": i, "arch": str(arch), **{k: report[k] for k in (
-            "ao", "sr50", "sr75", "macs", "params", "iterations", "batch_size")},
-            "checkpoint": f"subnet{i:02d}/checkpoint.pt", "per_sequence_ao": {
-                name: seq["ao"] for name, seq in report["per_sequence"].items()}})
+        if results.get(str(arch)) is None:
+            log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
+        train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, index=i)
     return results
+
+
+def train_and_score(results: StandaloneResults, config: str | Path, arch: str, run: str, split: str = "val",
+                    progress: bool = True, **extra: Any) -> dict[str, Any]:
+    """``arch``'s stand-alone record: from ``results`` when there, else trained with ``config``'s whole
+    schedule into ``results``' folder / ``run`` (resuming an interrupted run), scored on ``split`` and
+    added (with ``extra`` fields)."""
+    from .retrain import retrain
+
+    found = results.get(arch)
+    if found is not None:
+        return found
+    report = retrain(config, arch, results.path.parent / run, resume=True, split=split, progress=progress)
+    record = {**extra, "arch": arch, **{k: report[k] for k in ("ao", "sr50", "sr75", "macs", "params", "iterations",
+                                                                "batch_size")},
+              "checkpoint": f"{run}/checkpoint.pt",
+              "per_sequence_ao": {name: seq["ao"] for name, seq in report["per_sequence"].items()}}
+    results.add(record)
+    return record
 
 
 def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path, *, calibration_images: int = 64,

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Does the search search? Evolution vs random search at equal evaluations, and the searched
+architecture vs random architectures of its size, each retrained stand-alone and scored on val.
+
+  python benchmarks/controls.py --search-config experiments/search_tiny.yaml \\
+      --recipe experiments/ranking_tiny.yaml --supernets S0.pt S1.pt S2.pt --seeds 0 1 2 \\
+      --flops-budget 145M --out runs/controls
+
+For each seed (on its own supernet: a NAS seed retrains the supernet; one checkpoint for all seeds
+is allowed and reported as one supernet seed): an evolution and a random search under the MACs
+budget, then --randoms uniform architectures within --tolerance of the evolution winner's MACs.
+All are trained with --recipe and scored on the val split (reused from OUT/standalone.json when
+already trained with that recipe). Prints and writes (OUT/controls.json) the paired differences
+per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences.
+Resumable: re-run the same command.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lighttrack_nas.cli import run_cli
+from lighttrack_nas.workflows.controls import run_controls
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--search-config", required=True, help="experiment YAML with the search: section of both searches")
+    p.add_argument("--recipe", required=True, help="stand-alone training recipe of every architecture "
+                                                   "(e.g. experiments/ranking_tiny.yaml)")
+    p.add_argument("--supernets", nargs="+", required=True, help="supernet checkpoint per seed (or one for all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (default: %(default)s)")
+    p.add_argument("--flops-budget", required=True, metavar="MACS", help="MACs budget of both searches, e.g. 145M")
+    p.add_argument("--randoms", type=int, default=5,
+                   help="random architectures at the winner's MACs per seed (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="relative MACs window of the random architectures (default: %(default)s)")
+    p.add_argument("--out", required=True, help="output directory (searches, stand-alone runs, controls.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = run_controls(args.search_config, args.recipe, args.supernets, args.seeds, args.out, args.flops_budget,
+                          randoms=args.randoms, tolerance=args.tolerance, progress=not args.no_progress)
+    for row in report["seeds"]:
+        w = row["winners"]
+        sizes = ", ".join(f"{r['val_ao']:.3f}" for r in row["same_size"])
+        print(f"seed {row['seed']}: evolution {w['evolution']['val_ao']:.3f} ({w['evolution']['macs'] / 1e6:.1f} M), "
+              f"random search {w['random']['val_ao']:.3f} ({w['random']['macs'] / 1e6:.1f} M), "
+              f"same-size randoms {sizes} (val AO)")
+    for key, label in (("evolution_minus_random", "evolution - random search"),
+                       ("evolution_minus_median", "evolution - same-size random median")):
+        s = report[key]
+        print(f"{label}: mean {s['mean']:+.3f} (std {s['std']:.3f}), wins {s['wins']}/{s['seeds']}, "
+              f"per-sequence mean {s['per_sequence_mean']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]")
+    print(f"supernet seeds: {report['supernet_seeds']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,137 @@
+"""Controls for the search: does evolution beat random search, and does the searched architecture
+beat random architectures of its size? (docs/search.md, "Does the search search?")
+
+For each seed, on that seed's supernet (a NAS seed retrains the supernet: give one per seed):
+
+(a) evolution and random search under one MACs budget, at the same number of evaluations;
+(b) ``randoms`` uniform architectures within +-``tolerance`` of the evolution winner's MACs.
+
+Every architecture is then trained stand-alone with one recipe and scored on the val split
+(:func:`~lighttrack_nas.workflows.ranking.train_and_score`: the scores are kept, per architecture,
+in ``OUT/standalone.json``, so a re-run or another study with the same recipe reuses them). The
+paired differences per seed, (a) evolution winner - random-search winner and (b) evolution winner -
+median of the random architectures, are reported with their mean, spread and a 95 % bootstrap
+interval over seeds and val sequences (seeds resampled, then sequences within each seed).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence as Seq
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import write_json
+from ..space.space import Architecture, SearchSpace
+from .ranking import StandaloneResults, standalone_recipe, train_and_score
+
+log = logging.getLogger(__name__)
+
+
+def same_size_architectures(space: SearchSpace, macs: Callable[[Architecture], float], target: float, count: int,
+                            tolerance: float = 0.05, seed: int = 0, max_draws: int = 200_000) -> list[Architecture]:
+    """``count`` distinct uniform architectures whose MACs lie within ``target`` x (1 +- ``tolerance``)
+    (rejection sampling, seeded); ValueError when ``max_draws`` draws do not find them."""
+    rng = np.random.default_rng(seed)
+    found: dict[Architecture, None] = {}
+    for _ in range(max_draws):
+        arch = space.sample(rng)
+        if abs(macs(arch) - target) <= tolerance * target:
+            found[arch] = None
+            if len(found) == count:
+                return list(found)
+    raise ValueError(f"only {len(found)} of {count} random architectures within {tolerance:.0%} of "
+                     f"{target / 1e6:.1f} M MACs in {max_draws} draws: widen the tolerance")
+
+
+def hierarchical_bootstrap(differences: dict[Any, np.ndarray], resamples: int = 10000, level: float = 0.95,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-sequence differences pooled over seeds, with a two-level bootstrap interval:
+    seeds resampled with replacement, then each drawn seed's sequences. Returns ``(mean, low, high)``."""
+    groups = [np.asarray(d, float) for d in differences.values() if len(d)]
+    if not groups:
+        raise ValueError("no differences to bootstrap")
+    rng = np.random.default_rng(seed)
+    boot = np.empty(resamples)
+    for i in range(resamples):
+        picked = [groups[j] for j in rng.integers(0, len(groups), len(groups))]
+        boot[i] = np.mean(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(np.mean(np.concatenate(groups))), float(low), float(high)
+
+
+def _per_sequence(record: dict[str, Any]) -> np.ndarray:
+    return np.array([record["per_sequence_ao"][name] for name in sorted(record["per_sequence_ao"])])
+
+
+def summarize(rows: list[dict[str, Any]], key: str, resamples: int = 10000) -> dict[str, Any]:
+    """Mean, std, wins and bootstrap interval of the paired difference ``key`` over the seeds' rows."""
+    values = np.array([r[key]["ao"] for r in rows])
+    mean, low, high = hierarchical_bootstrap({r["seed"]: np.asarray(r[key]["per_sequence"]) for r in rows},
+                                             resamples)
+    return {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if
+            len(values) > 1 else 0.0, "wins": int((values > 0).sum()), "seeds": len(values),
+            "per_sequence_mean": mean, "ci95": [low, high]}
+
+
+def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[str | Path], seeds: Seq[int],
+                 out: str | Path, flops_budget: str, *, randoms: int = 5, tolerance: float = 0.05,
+                 progress: bool = True) -> dict[str, Any]:
+    """Run both controls for every seed (``supernets``: one per seed, or one shared by all) into ``out``
+    and write ``out/controls.json``; returns the report. Resumable: finished searches and stand-alone
+    trainings are reused, interrupted ones continue."""
+    from ..config import load_experiment
+    from ..cost import CostTable
+    from ..models import load_supernet
+    from ..search.runner import run_search
+
+    if len(supernets) not in (1, len(seeds)):
+        raise ValueError(f"give one supernet per seed ({len(seeds)}) or one for all, got {len(supernets)}")
+    if randoms < 1 or not 0 < tolerance < 1:
+        raise ValueError(f"need randoms >= 1 and 0 < tolerance < 1, got {randoms} and {tolerance}")
+    out = Path(out)
+    cfg = load_experiment(recipe)
+    results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": "val"})
+    rows = []
+    for i, seed in enumerate(seeds):
+        supernet = Path(supernets[i % len(supernets)])
+        winners = {}
+        for strategy in ("evolution", "random"):
+            folder = out / f"s{seed}" / strategy
+            found = json.loads((folder / "best.json").read_text()) if (folder / "best.json").exists() else \
+                run_search(search_config, supernet, folder, flops_budget=flops_budget, strategy=strategy, seed=seed,
+                           resume=(folder / "state.json").exists(), progress=progress)
+            winners[strategy] = found
+        net = load_supernet(supernet)
+        table = CostTable(net)
+        best = net.space.decode(winners["evolution"]["best"]["arch"])
+        sized = same_size_architectures(net.space, table.macs, table.macs(best), randoms, tolerance, seed)
+        scored = {role: train_and_score(results, recipe, winners[role]["best"]["arch"], f"runs/s{seed}_{role}", "val",
+                                        progress) for role in ("evolution", "random")}
+        sized_scores = [train_and_score(results, recipe, str(a), f"runs/s{seed}_size{j}", "val", progress)
+                        for j, a in enumerate(sized)]
+        median = float(np.median([r["ao"] for r in sized_scores]))
+        median_per_sequence = np.median(np.stack([_per_sequence(r) for r in sized_scores]), axis=0)
+        evo = _per_sequence(scored["evolution"])
+        rows.append({
+            "seed": seed, "supernet": str(supernet),
+            "evaluations": {k: w["evaluations"] for k, w in winners.items()},
+            "winners": {k: {"arch": scored[k]["arch"], "macs": scored[k]["macs"], "fitness": winners[k]["best"]["fitness"],
+                            "val_ao": scored[k]["ao"]} for k in scored},
+            "same_size": [{"arch": r["arch"], "macs": r["macs"], "val_ao": r["ao"]} for r in sized_scores],
+            "evolution_minus_random": {"ao": scored["evolution"]["ao"] - scored["random"]["ao"],
+                                       "per_sequence": (evo - _per_sequence(scored["random"])).tolist()},
+            "evolution_minus_median": {"ao": scored["evolution"]["ao"] - median,
+                                       "per_sequence": (evo - median_per_sequence).tolist()},
+        })
+        log.info("seed %d: evolution %.3f, random search %.3f, same-size median %.3f (val AO)", seed,
+                 scored["evolution"]["ao"], scored["random"]["ao"], median)
+    report = {"search_config": str(search_config), "recipe": str(recipe), "flops_budget": flops_budget,
+              "randoms": randoms, "tolerance": tolerance, "supernet_seeds": len(set(map(str, supernets))),
+              "seeds": rows, "evolution_minus_random": summarize(rows, "evolution_minus_random"),
+              "evolution_minus_median": summarize(rows, "evolution_minus_median")}
+    write_json(out / "controls.json", report)
+    return report
