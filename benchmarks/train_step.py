@@ -13,11 +13,9 @@ the speed-up of channels-last, and writes them as JSON with --json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
