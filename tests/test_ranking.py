@@ -98,6 +98,10 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
+    assert len(list((tmp_path / "rank" / "inherited").glob("*.npz"))) == 3  # tracked boxes kept per subnet
+    again = run("rank", "--standalone", out / "standalone.json", "--supernet", supernet / "checkpoint.pt",
+                "--out", tmp_path / "rank", "--calibration-images", 4, "--subsets", 1, 2, 3, "--resamples", 50)
+    assert again.returncode == 0 and json.loads((tmp_path / "rank" / "ranking.json").read_text()) == report
     space = experiment_space(load_experiment(config))
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
 

@@ -14,6 +14,7 @@ A ranking study has two halves that are paid for separately:
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence as Seq
@@ -154,8 +155,6 @@ class StandaloneResults:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -225,7 +224,12 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     (the search's own procedure) and tracked once over the split its stand-alone score used. The
     fitness on the whole split is ranked against the stand-alone AO (and MACs alone, the baseline);
     disjoint halves of the sequences, and disjoint pairs of ``subset_sizes`` sequences (the search
-    scores each candidate on the first few), measure how much of the fitness is noise."""
+    scores each candidate on the first few), measure how much of the fitness is noise. Each subnet's
+    tracked boxes are kept in ``out/inherited/`` (bound to the supernet's digest and the calibration),
+    so re-ranking after more stand-alone subnets have finished tracks only the new ones."""
+    import hashlib
+    import io
+
     import torch
     from tqdm import tqdm
 
@@ -234,7 +238,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     from ..evaluate.tracking import track_sequences
     from ..models import load_supernet
     from ..evaluate.results import score_tracks
+    from ..io import atomic_write
     from ..search.fitness import recalibrate_batchnorm
+    from ..search.runner import file_digest
     from ..tracker import TrackerConfig
 
     results = StandaloneResults(standalone)
@@ -248,12 +254,22 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
                                       calibration_images)
     halves = {"a": sequences[0::2], "b": sequences[1::2]}
     subsets = {k: (sequences[:k], sequences[k:2 * k]) for k in subset_sizes if 2 * k <= len(sequences)}
+    identity = f"{file_digest(supernet)}:{calibration_images}:{json.dumps(recipe['tracker'], sort_keys=True)}"
+    cache = Path(out) / "inherited"
     rows = []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
         arch = net.space.decode(record["arch"])
-        with torch.no_grad():
-            subnet = recalibrate_batchnorm(net.extract(arch), calibration)
-            preds, _ = track_sequences(subnet, sequences, tracker)
+        path = cache / f"{hashlib.sha256(f'{identity}:{arch}'.encode()).hexdigest()[:20]}.npz"
+        if path.exists():
+            with np.load(path) as stored:
+                preds = {s.name: stored[s.name] for s in sequences}
+        else:
+            with torch.no_grad():
+                subnet = recalibrate_batchnorm(net.extract(arch), calibration)
+                preds, _ = track_sequences(subnet, sequences, tracker)
+            buffer = io.BytesIO()
+            np.savez(buffer, **preds)
+            atomic_write(path, buffer.getvalue())
 
         def fitness(seqs: list) -> float:
             return score_tracks(seqs, {s.name: preds[s.name] for s in seqs}).fitness
