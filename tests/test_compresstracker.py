@@ -190,11 +190,11 @@ def test_loss_switches_and_an_identical_student(vit_config, teacher_checkpoint, 
 
 def test_settings_errors_name_the_field(vit_config):
     cfg = load_experiment(vit_config)
-    for section, match in (({"mimic": "yes"}, r"compress.mimic: expected true or false"),
-                           ({"layers": 0}, r"compress.layers: expected a positive integer"),
-                           ({"schedule": {"start": 1.5}}, r"compress.schedule.start: expected a number in \[0, 1\]"),
+    for section, match in (({"mimic": "yes"}, r"compress.mimic must be a bool, got 'yes'"),
+                           ({"layers": 0}, r"compress.layers must be an integer >= 1 \(student layers\)"),
+                           ({"schedule": {"start": 1.5}}, r"compress.schedule.start must be a number in \[0, 1\]"),
                            ({"schedule": {"warm": 0.6, "end": 0.5}}, r"compress.schedule: warm \+ end"),
-                           ({"mimic_weight": -1}, r"compress.mimic_weight: expected a number >= 0"),
+                           ({"mimic_weight": -1}, r"compress.mimic_weight must be a number >= 0"),
                            ({"bogus": 1}, r"compress: unknown key\(s\) \['bogus'\]"),
                            ({"train": {"epochz": 1}}, r"compress.train: unknown key")):
         with pytest.raises(ConfigError, match=match):

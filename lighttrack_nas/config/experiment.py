@@ -33,7 +33,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "pretrained_backbone": Field(str, optional=True), "train_backbone_from": Field(str, optional=True),
     "optimizer": Field(choices=OPTIMIZERS), "ema_decay": Field(low=0, high=1, high_open=True,
                                                                 note="(0: no weight averaging)"),
-    "search_size": Field(int, low=1, optional=True),
+    "search_size": Field(int, optional=True),   # its bounds need the model (trainer: a multiple of its stride)
 }
 LR_FIELDS = {key: Field(low=0) for key in DEFAULT_TRAIN["lr"]}
 SAMPLING_FIELDS: dict[str, Field] = {
