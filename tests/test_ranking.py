@@ -14,7 +14,8 @@ from lighttrack_nas.models import build_supernet
 from lighttrack_nas.train import SupernetTrainer
 from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
-from lighttrack_nas.workflows.controls import hierarchical_bootstrap, same_size_architectures
+from lighttrack_nas.evaluate import hierarchical_bootstrap
+from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               stratified_architectures, used_genes)
 
