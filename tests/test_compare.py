@@ -118,9 +118,13 @@ def test_matched_budgets_match_the_nas_macs(run):
 def test_report_and_plots(run):
     _, out, _, _ = run
     report = (out / "report.md").read_text()
-    for heading in ("## Matched MACs", "## Training budget", "## Every tracker", "## Plots", "## Stage times"):
+    for heading in ("## Matched MACs", "## Compute and starting weights", "## Every tracker", "## Plots",
+                    "## Stage times"):
         assert heading in report
     assert "The bar (NAS not behind the pruned CNN" in report and "iterations" in report
+    for r in (json.loads(p.read_text()) for p in out.rglob("test.json")):  # compute honesty, per tracker
+        assert all(phase["imagenet"] in (True, False) for phase in r["training"])
+        assert (r["selection_evaluations"] > 0) == (r["family"] == "nas")
     for name in ["ao_vs_macs", "ao_vs_latency", "stability", "success_extreme"] + [f"success_{b}" for b in NAS_BUDGETS]:
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -346,8 +346,13 @@ def _kind_name(row: Row) -> str:
 
 
 def _training_section(rows: Sequence[Row]) -> list[str]:
-    lines = ["## Training budget (iterations x batch)", "",
-             "| tracker | phase | iterations | batch | samples | shared by |", "|---|---|---|---|---|---|"]
+    lines = ["## Compute and starting weights", "",
+             "Per tracker kind: every training phase its weights went through (iterations x batch), what shares "
+             "it, whether those weights descend from ImageNet ones, and the val evaluations spent on choosing it "
+             "(the NAS search's candidates; pruning and compression choose by MACs alone). Wall times: the stage "
+             "times below.", "",
+             "| tracker | phase | iterations | batch | samples | shared by | ImageNet start | val evaluations |",
+             "|---|---|---|---|---|---|---|---|"]
     seen = set()
     for r in rows:
         what = _kind_name(r)
@@ -355,8 +360,10 @@ def _training_section(rows: Sequence[Row]) -> list[str]:
             continue
         seen.add(what)
         for p in r["training"]:
+            imagenet = {True: "yes", False: "no"}.get(p.get("imagenet"), "not recorded")
             lines.append(f"| {what} | {p['phase']} | {p['iterations']} | {p['batch']} | {p['samples']:,} | "
-                         f"{p['shared'] or 'this tracker only'} |")
+                         f"{p['shared'] or 'this tracker only'} | {imagenet} | "
+                         f"{_fmt(r.get('selection_evaluations'), 0)} |")
     nas = [r for r in rows if r["family"] == "nas"]
     for r in {_kind_name(r): r for r in rows if r["kind"] in ("matched", "extreme", "compressed")}.values():
         if not nas:
