@@ -111,15 +111,20 @@ def test_matched_budgets_match_the_nas_macs(run):
     extreme = next(r for r in rows if r["kind"] == "extreme")
     assert int(extreme["macs"]) <= EXTREME * dense
     for entry in summary["matched"]:
-        assert entry["verdict"].startswith(("NAS >= pruned CNN", "NAS < pruned CNN", "no verdict"))
+        assert entry["verdict"].startswith(("NAS ahead of pruned CNN", "NAS behind pruned CNN", "tie: NAS vs pruned CNN",
+                                            "no verdict"))
 
 
 def test_report_and_plots(run):
     _, out, _, _ = run
     report = (out / "report.md").read_text()
-    for heading in ("## Matched MACs", "## Training budget", "## Every tracker", "## Plots", "## Stage times"):
+    for heading in ("## Matched MACs", "## Compute and starting weights", "## Every tracker", "## Plots",
+                    "## Stage times"):
         assert heading in report
-    assert "The bar (NAS >= pruned CNN" in report and "iterations" in report
+    assert "The bar (NAS not behind the pruned CNN" in report and "iterations" in report
+    for r in (json.loads(p.read_text()) for p in out.rglob("test.json")):  # compute honesty, per tracker
+        assert all(phase["imagenet"] in (True, False) for phase in r["training"])
+        assert (r["selection_evaluations"] > 0) == (r["family"] == "nas")
     for name in ["ao_vs_macs", "ao_vs_latency", "stability", "success_extreme"] + [f"success_{b}" for b in NAS_BUDGETS]:
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -199,19 +204,26 @@ def test_bad_values_are_clear_errors_before_any_work(micro_config, tmp_path, mon
 def test_verdicts(micro_config, tmp_path):
     exp = prepare(_write(tmp_path / "c.yaml", micro_compare(micro_config)), tmp_path / "out")
 
-    def rows(nas_ao, cnn_ao, cnn_macs):
+    def rows(nas_ao, cnn_ao, cnn_macs, spread=(0.0, 0.0)):
+        """Two test sequences per tracker, AO +- spread[k] around the tracker's AO (NAS: +, pruned: -)."""
         out = []
         for seed, (a, c) in enumerate(zip(nas_ao, cnn_ao)):
-            out += [{"family": "nas", "kind": "nas", "budget": "2.5M", "seed": seed, "ao": a, "macs": 2_000_000},
+            per = lambda ao, sign: {f"s{k}": {"ao": ao + sign * (-1) ** k * spread[k]} for k in range(2)}
+            out += [{"family": "nas", "kind": "nas", "budget": "2.5M", "seed": seed, "ao": a, "macs": 2_000_000,
+                     "per_sequence": per(a, 1)},
                     {"family": "cnn", "method": "pruned-slimming", "kind": "matched", "matched_to": "2.5M",
-                     "budget": "2.5M", "seed": seed, "ao": c, "macs": cnn_macs}]
+                     "budget": "2.5M", "seed": seed, "ao": c, "macs": cnn_macs, "per_sequence": per(c, -1)}]
         return out
 
     ahead = matched_table(exp, rows([0.5, 0.6], [0.4, 0.55], 1_950_000), [])[0]
-    assert ahead["verdict"].startswith("NAS >= pruned CNN within 10% MACs")
+    assert ahead["verdict"].startswith("NAS ahead of pruned CNN within 10% MACs") and ahead["outcome"] == "ahead"
     assert ahead["margin"][0] == pytest.approx(0.075) and ahead["margin"][1] == pytest.approx(0.03536, abs=1e-4)
+    assert ahead["margin_ci"][0] == pytest.approx(0.05) and ahead["margin_ci"][1] == pytest.approx(0.1)
+    tie = matched_table(exp, rows([0.5, 0.6], [0.4, 0.55], 1_950_000, spread=(0.2, 0.2)), [])[0]
+    assert tie["outcome"] == "tie" and tie["verdict"].startswith("tie: NAS vs pruned CNN within 10% MACs")
+    assert tie["margin_ci"][0] < 0 < tie["margin_ci"][1] and tie["margin"][0] == pytest.approx(0.075)
     behind = matched_table(exp, rows([0.3], [0.4], 2_100_000), [])[0]
-    assert behind["verdict"].startswith("NAS < pruned CNN") and "1 seed: no spread" in behind["verdict"]
+    assert behind["verdict"].startswith("NAS behind pruned CNN") and "1 seed: no spread" in behind["verdict"]
     off = matched_table(exp, rows([0.5], [0.4], 1_500_000), [])[0]
     assert off["verdict"].startswith("no verdict: the pruned CNN's MACs differ from the NAS subnet's by -25.0%")
     reason = {"seed": 0, "budget": "3.5M", "reason": "budget 0.01 of the dense macs cannot be met"}

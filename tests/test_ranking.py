@@ -14,7 +14,8 @@ from lighttrack_nas.models import build_supernet
 from lighttrack_nas.train import SupernetTrainer
 from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
-from lighttrack_nas.workflows.controls import hierarchical_bootstrap, same_size_architectures
+from lighttrack_nas.evaluate import hierarchical_bootstrap
+from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               stratified_architectures, used_genes)
 
@@ -91,16 +92,16 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     supernet = tmp_path / "supernet"
     SupernetTrainer(load_experiment(config), supernet, max_iters=2, progress=False).train()
     ranked = run("rank", "--standalone", out / "standalone.json", "--supernet", supernet / "checkpoint.pt",
-                 "--out", tmp_path / "rank", "--calibration-images", 4, "--subsets", 1, 2, 3, "--resamples", 50)
+                 "--out", tmp_path / "rank", "--calibration-images", 4, "--budgets", "1x6", "2x3", "3x6", "--resamples", 50)
     assert ranked.returncode == 0, ranked.stderr
     report = json.loads((tmp_path / "rank" / "ranking.json").read_text())
-    assert report["ranking"]["n"] == 3 and set(report["subsets"]) == {"1", "2"}  # 2 x 3 > 4 sequences
+    assert report["ranking"]["n"] == 3 and set(report["budgets"]) == {"1x6", "2x3"}  # 2 x 3 > 4 sequences
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
     assert len(list((tmp_path / "rank" / "inherited").glob("*.npz"))) == 3  # tracked boxes kept per subnet
     again = run("rank", "--standalone", out / "standalone.json", "--supernet", supernet / "checkpoint.pt",
-                "--out", tmp_path / "rank", "--calibration-images", 4, "--subsets", 1, 2, 3, "--resamples", 50)
+                "--out", tmp_path / "rank", "--calibration-images", 4, "--budgets", "1x6", "2x3", "3x6", "--resamples", 50)
     assert again.returncode == 0 and json.loads((tmp_path / "rank" / "ranking.json").read_text()) == report
     space = experiment_space(load_experiment(config))
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
@@ -151,3 +152,23 @@ def test_controls_end_to_end(micro_config, tmp_path):
     assert "evolution - random search: mean" in run.stdout
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
     assert len(trained) == len({r["arch"] for r in trained}) <= 8  # each architecture trained once
+
+
+def test_budgets_score_the_first_frames_of_causal_tracks(micro_config):
+    """A KxF budget is scored from whole-sequence boxes cut to F frames: exact, since tracking is causal."""
+    from lighttrack_nas.data.sources import load_split
+    from lighttrack_nas.evaluate import track_sequences
+    from lighttrack_nas.workflows.ranking import parse_budget
+
+    cfg = load_experiment(micro_config)
+    whole = load_split(cfg["data"], "val", 1)
+    cut = load_split(cfg["data"], "val", 1, frames=5)
+    assert len(cut[0]) == 5 and (cut[0].boxes == whole[0].boxes[:5]).all() and cut[0].frames == whole[0].frames[:5]
+    model = build_supernet(experiment_space(cfg)).extract(experiment_space(cfg).sample(0)).eval()
+    full, _ = track_sequences(model, whole)
+    head, _ = track_sequences(model, cut)
+    assert np.array_equal(head[whole[0].name], full[whole[0].name][:5])
+    assert parse_budget("8x30") == (8, 30)
+    for bad in ("8", "8x1", "ax3"):
+        with pytest.raises(ValueError, match="KxF|F >= 2"):
+            parse_budget(bad)

@@ -109,6 +109,7 @@ def test_parse_budgets():
 @pytest.mark.parametrize("section, message", [
     ({"populaton": 4}, r"unknown key\(s\) \['populaton'\]"),
     ({"population": 0}, "population must be an integer >= 1, got 0"),
+    ({"val_frames": 1}, "val_frames must be an integer >= 2 or null, got 1"),
     ({"generations": 2.5}, "generations must be an integer >= 1"),
     ({"mutation_prob": 1.5}, r"mutation_prob must be a number in \[0, 1\]"),
     ({"population": 8, "mutants": 6, "crossovers": 6}, r"mutants \+ crossovers \(6 \+ 6\) exceed the population \(8\)"),

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lighttrack_nas.data import (DataError, SHARED_BACKGROUNDS, SOURCE_SPLITS, ensure_dataset, generate_dataset,
-                                 open_dataset, plan_sequence)
+from lighttrack_nas.data import (DataError, SHARED_BACKGROUNDS, SOURCE_SPLITS, SPLIT_BACKGROUNDS, SPLITS,
+                                 ensure_dataset, generate_dataset, open_dataset, plan_sequence)
 from lighttrack_nas.data import synthetic
 from lighttrack_nas.data.synthetic import cover_label
 
@@ -41,7 +41,21 @@ def test_splits_draw_objects_from_disjoint_photographs():
             attributes = plan_sequence(0, split, index, 4, (64, 48)).attributes
             assert set(attributes["object_photos"].split(",")) <= set(sources)
             assert attributes["object_source"] in sources
-            assert attributes["background_source"] in sources + SHARED_BACKGROUNDS
+            assert attributes["background_source"] in sources + SPLIT_BACKGROUNDS[split]
+
+
+def test_the_test_split_shares_no_photograph_with_train_or_val(tmp_path):
+    """The manifests (meta_info.ini) of generated splits: every photograph a test sequence uses, as object,
+    distractor, clutter, occluder or background, appears in no train or val sequence."""
+    used: dict[str, set[str]] = {}
+    for split in SPLITS:
+        generate_dataset(tmp_path, split, sequences=24, frames=2, seed=0, size=(64, 48), workers=1)
+        used[split] = set()
+        for meta in (tmp_path / split).glob("*/meta_info.ini"):
+            fields = dict(line.split(": ", 1) for line in meta.read_text().splitlines()[1:])
+            used[split] |= set(fields["object_photos"].split(",")) | {fields["background_source"]}
+    assert used["test"] and not used["test"] & (used["train"] | used["val"])
+    assert "grace_hopper" in used["test"]
 
 
 def render(challenges, frames=30, index=0, with_target=True):

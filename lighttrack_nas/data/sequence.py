@@ -50,6 +50,13 @@ class Sequence:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def head(self, frames: int) -> "Sequence":
+        """The first ``frames`` frames (all when it has fewer): a causal tracker's boxes on them are the
+        first ``frames`` rows of its boxes on the whole sequence."""
+        n = min(int(frames), len(self.frames))
+        return Sequence(self.name, self.frames[:n], self.boxes[:n], self.visible[:n],
+                        None if self.cover is None else self.cover[:n], dict(self.attributes))
+
     def load_frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as an ``(H, W, 3)`` RGB uint8 array; grayscale files are expanded."""
         path = self.frames[index]

@@ -21,8 +21,10 @@ from .sequence import Sequence
 from .synthetic import ensure_dataset
 
 
-def load_split(data_cfg: dict[str, Any], split: str, limit: int | None = None) -> list[Sequence]:
-    """The sequences of ``split`` (generating them first when the config says so)."""
+def load_split(data_cfg: dict[str, Any], split: str, limit: int | None = None,
+               frames: int | None = None) -> list[Sequence]:
+    """The first ``limit`` sequences of ``split`` (all with None), each cut to its first ``frames``
+    frames (whole with None); generated first when the config says so."""
     root = Path(data_cfg.get("root", "cache/data"))
     if data_cfg.get("generate", True):
         params = data_cfg.get("splits", {}).get(split)
@@ -32,4 +34,5 @@ def load_split(data_cfg: dict[str, Any], split: str, limit: int | None = None) -
         ensure_dataset(root, split, sequences=int(params["sequences"]), frames=int(params["frames"]),
                        seed=int(params.get("seed", 0)), size=(int(size[0]), int(size[1])))
     sequences = open_dataset(data_cfg.get("format", "got10k"), root, split)
-    return sequences[:limit] if limit else sequences
+    sequences = sequences[:limit] if limit else sequences
+    return [s.head(frames) for s in sequences] if frames else sequences

@@ -1,9 +1,11 @@
 """Synthetic tracking sequences cut from real photographs, written in the GOT-10k layout.
 
 Targets, distractors, occluders, clutter and backgrounds are transformed sub-crops of the real
-photographs that scikit-image ships (readable offline). Every photograph belongs to exactly one
-split (``SOURCE_SPLITS``), so test objects are never seen in training; only the three texture
-photographs in ``SHARED_BACKGROUNDS`` are shared, and only as backgrounds.
+photographs that scikit-image and matplotlib ship (readable offline). Every photograph belongs to
+exactly one split (``SOURCE_SPLITS``), so test objects are never seen in training. Backgrounds come
+from the split's own photographs and its textures (``SPLIT_BACKGROUNDS``): train and val share three
+texture photographs, the test split a photograph of its own, so nothing of the test split (objects
+or backgrounds) appears in any other split (``tests/test_synthetic.py`` checks the manifests).
 
 Ground truth is exact: the box is the tight box of every pixel where the target, as pasted, has
 an opacity of at least 10 % (anti-aliased edges, thin parts and motion-blur streaks included),
@@ -47,6 +49,10 @@ SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
     "test": ("rocket", "retina", "cell", "clock"),
 }
 SHARED_BACKGROUNDS = ("brick", "grass", "gravel")
+SPLIT_BACKGROUNDS: dict[str, tuple[str, ...]] = {
+    "train": SHARED_BACKGROUNDS, "val": SHARED_BACKGROUNDS,
+    "test": ("grace_hopper",),   # matplotlib's sample photograph, test-only: the test split shares no photograph
+}
 CHALLENGES = ("motion_smooth", "motion_abrupt", "scale_change", "aspect_change", "rotation", "motion_blur",
               "illumination", "occlusion_partial", "occlusion_full", "out_of_view", "distractor", "clutter",
               "camera_motion")
@@ -57,6 +63,7 @@ _CHANCE = {"motion_abrupt": 0.35, "scale_change": 0.5, "aspect_change": 0.35, "r
 MASKS = ("ellipse", "blob", "round", "rect", "horse")
 GENERATOR = "lighttrack_nas.data.synthetic"
 VERSION = 1
+SPLIT_VERSIONS = {"train": VERSION, "val": VERSION, "test": 2}  # test v2: backgrounds of its own (2026-12-06)
 MARKER = ".complete.json"  # written last into a split folder: parameters of a finished generation
 ABSENT_BELOW = 0.02  # visible fraction of the target below which a frame is absent (cover 0)
 BOX_ALPHA = 0.1  # opacity from which a pixel belongs to the target's box
@@ -74,11 +81,16 @@ class SyntheticFrame(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
-    """A scikit-image sample photograph as uint8, (H, W, 3) RGB or (H, W) grayscale."""
+    """A scikit-image (or matplotlib) sample photograph as uint8, (H, W, 3) RGB or (H, W) grayscale."""
     from skimage import data
 
     if name.startswith("motorcycle_"):
         image = data.stereo_motorcycle()[0 if name == "motorcycle_left" else 1]
+    elif name == "grace_hopper":  # matplotlib's sample photograph
+        from matplotlib import cbook
+
+        image = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))),
+                             cv2.COLOR_BGR2RGB)
     else:
         image = getattr(data, name)()
     image = np.asarray(image)
@@ -450,6 +462,7 @@ class _Planner:
         self.rng, self.n, self.size, self.on = rng, frames, np.array(size, dtype=float), set(challenges)
         self.unit = math.sqrt(size[0] * size[1])
         self.objects = SOURCE_SPLITS[split]
+        self.backgrounds = SPLIT_BACKGROUNDS[split]
         self.photos: set[str] = set()
         self.events: dict[str, tuple[int, int]] = {}
 
@@ -544,7 +557,7 @@ class _Planner:
             view = np.column_stack([centre - half_view, zoom])
         self.canvas = canvas
         width, height = int(canvas[0]), int(canvas[1])
-        self.background_look = _new_look(rng, self.objects + SHARED_BACKGROUNDS, width / height, (0.5, 1.0))
+        self.background_look = _new_look(rng, self.objects + self.backgrounds, width / height, (0.5, 1.0))
         return np.ascontiguousarray(_appearance(self.background_look, width, height).astype(np.uint8)), view
 
     def clutter(self) -> list[_Layer]:
@@ -660,7 +673,7 @@ def plan_sequence(seed: int, split: str, index: int, frames: int, size: tuple[in
         "background_source": planner.background_look.source,
         "object_photos": ",".join(sorted(planner.photos)),
         **{f"{k}_frames": f"{a + 1}-{b}" for k, (a, b) in planner.events.items()},
-        "generator": f"{GENERATOR} v{VERSION}",
+        "generator": f"{GENERATOR} v{SPLIT_VERSIONS[split]}",
         "seed": str(seed),
         "index": str(index),
     }
@@ -712,7 +725,7 @@ def _init_worker() -> None:
 
 
 def _parameters(split: str, sequences: int, frames: int, seed: int, size: tuple[int, int]) -> dict:
-    return {"generator": GENERATOR, "version": VERSION, "split": split, "sequences": sequences,
+    return {"generator": GENERATOR, "version": SPLIT_VERSIONS[split], "split": split, "sequences": sequences,
             "frames": frames, "seed": seed, "size": list(size)}
 
 

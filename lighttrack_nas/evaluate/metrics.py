@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -273,3 +274,20 @@ def paired_ao_difference(base: GOT10kResult, other: GOT10kResult, resamples: int
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(boot, [tail, 100 - tail])
     return float(gaps.sum() / frames.sum()), float(low), float(high)
+
+
+def hierarchical_bootstrap(differences: Mapping[Any, SequenceABC[float] | np.ndarray], resamples: int = 10000, level: float = 0.95,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-sequence differences pooled over seeds, with a two-level bootstrap interval:
+    seeds resampled with replacement, then each drawn seed's sequences. Returns ``(mean, low, high)``."""
+    groups = [np.asarray(d, float) for d in differences.values() if len(d)]
+    if not groups:
+        raise ValueError("no differences to bootstrap")
+    rng = np.random.default_rng(seed)
+    boot = np.empty(resamples)
+    for i in range(resamples):
+        picked = [groups[j] for j in rng.integers(0, len(groups), len(groups))]
+        boot[i] = np.mean(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(np.mean(np.concatenate(groups))), float(low), float(high)

@@ -47,6 +47,7 @@ class FitnessSpec:
     data: dict[str, Any]
     split: str = "val"
     sequences: int | None = None
+    frames: int | None = None
     calibration_images: int = 2000
     calibration_batch: int = 32
     tracker: dict[str, float] = field(default_factory=dict)
@@ -73,7 +74,7 @@ class FitnessSpec:
         batches = calibration_batches(load_split(self.data, "train"), supernet.template_size, supernet.search_size,
                                       self.calibration_images, self.calibration_batch)
         batches = [(z.to(device), x.to(device)) for z, x in batches]
-        evaluator = SubnetEvaluator(supernet, batches, load_split(self.data, self.split, self.sequences),
+        evaluator = SubnetEvaluator(supernet, batches, load_split(self.data, self.split, self.sequences, self.frames),
                                     TrackerConfig.from_dict(self.tracker))
         return SubnetScorer(evaluator)
 

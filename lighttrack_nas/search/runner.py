@@ -274,7 +274,8 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
             if "root" in data:
                 data["root"] = str(Path(data["root"]).resolve())  # workers may run in other directories
             factory = FitnessSpec(checkpoint=str(Path(supernet).resolve()), data=data, split=settings.split,
-                                  sequences=settings.val_sequences, calibration_images=settings.calibration_images,
+                                  sequences=settings.val_sequences, frames=settings.val_frames,
+                                  calibration_images=settings.calibration_images,
                                   calibration_batch=settings.calibration_batch,
                                   tracker=tracker_settings(cfg, tracker),
                                   device=str(cfg.get("device", "auto")), threads=settings.threads)

@@ -14,6 +14,7 @@ search:
   calibration_batch: 32
   split: val                   # tracked to score a candidate
   val_sequences: null          # first K sequences of the split (null: all)
+  val_frames: null             # the first F frames of each (null: whole sequences)
   finalists: 5                 # best candidates re-measured for real latency at the end
   threads: 1                   # torch threads of each evaluating process (fitness depends on it slightly)
   budgets: {flops: 600M, params: 2M, latency: null}    # defaults for --*-budget
@@ -96,6 +97,7 @@ class SearchSettings(EvolutionConfig):
     calibration_batch: int = 32
     split: str = "val"
     val_sequences: int | None = None
+    val_frames: int | None = None
     finalists: int = 5
     threads: int = 1
     budgets: dict[str, str | None] = field(default_factory=dict)
@@ -127,6 +129,7 @@ SEARCH_FIELDS: dict[str, Field] = {
     **{key: Field(int, low=1) for key in ("population", "generations", "topk", "max_attempts", "calibration_images",
                                           "calibration_batch", "finalists", "threads")},
     "mutants": Field(int, low=0), "crossovers": Field(int, low=0), "val_sequences": Field(int, low=1, optional=True),
+    "val_frames": Field(int, low=2, optional=True),
     "mutation_prob": Field(low=0, high=1), "strategy": Field(choices=tuple(sorted(STRATEGIES))),
     "split": Field(str), "budgets": Field(dict, optional=True), "latency": Field(dict, optional=True),
     "ray": Field(dict, optional=True),

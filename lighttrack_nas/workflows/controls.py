@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluate.metrics import hierarchical_bootstrap
 from ..io import write_json
 from ..space.space import Architecture, SearchSpace
 from .ranking import StandaloneResults, standalone_recipe, train_and_score
@@ -44,23 +45,6 @@ def same_size_architectures(space: SearchSpace, macs: Callable[[Architecture], f
                 return list(found)
     raise ValueError(f"only {len(found)} of {count} random architectures within {tolerance:.0%} of "
                      f"{target / 1e6:.1f} M MACs in {max_draws} draws: widen the tolerance")
-
-
-def hierarchical_bootstrap(differences: dict[Any, np.ndarray], resamples: int = 10000, level: float = 0.95,
-                           seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-sequence differences pooled over seeds, with a two-level bootstrap interval:
-    seeds resampled with replacement, then each drawn seed's sequences. Returns ``(mean, low, high)``."""
-    groups = [np.asarray(d, float) for d in differences.values() if len(d)]
-    if not groups:
-        raise ValueError("no differences to bootstrap")
-    rng = np.random.default_rng(seed)
-    boot = np.empty(resamples)
-    for i in range(resamples):
-        picked = [groups[j] for j in rng.integers(0, len(groups), len(groups))]
-        boot[i] = np.mean(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return float(np.mean(np.concatenate(groups))), float(low), float(high)
 
 
 def _per_sequence(record: dict[str, Any]) -> np.ndarray:

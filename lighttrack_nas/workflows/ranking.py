@@ -10,7 +10,8 @@ A ranking study has two halves that are paid for separately:
    recalibrated), tracked once over the val split; Kendall tau and Spearman of the inherited fitness
    against the stand-alone AO with bootstrap 95 % intervals, beside the tau of MACs alone (the
    "bigger is better" predictor), and the fitness noise: how well two disjoint halves of the val
-   sequences agree on the subnets' order, for the whole split and for the search's smaller subsets.
+   sequences agree on the subnets' order, for the whole split and for fitness budgets the search could
+   pay (K sequences of their first F frames).
 """
 from __future__ import annotations
 
@@ -215,16 +216,31 @@ def train_and_score(results: StandaloneResults, config: str | Path, arch: str, r
     return record
 
 
+def parse_budget(text: str) -> tuple[int, int]:
+    """``"KxF"`` (K sequences of F frames each) as ``(K, F)``; ValueError naming the text otherwise."""
+    try:
+        k, f = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"fitness budget {text!r} is not KxF (K sequences of F frames each), e.g. 8x30") from None
+    if k < 1 or f < 2:
+        raise ValueError(f"fitness budget {text!r}: need K >= 1 sequences of F >= 2 frames")
+    return k, f
+
+
 def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path, *, calibration_images: int = 64,
-                  subset_sizes: Seq[int] = (4, 8, 16), resamples: int = 2000, progress: bool = True) -> dict[str, Any]:
+                  budgets: Seq[str] = ("4x60", "8x30", "16x15", "8x60", "16x30", "16x60"), resamples: int = 2000,
+                  progress: bool = True) -> dict[str, Any]:
     """Rank the architectures of a ``standalone.json`` with ``supernet``'s inherited weights and write
     ``out/ranking.json`` and ``out/ranking.png``; returns the report.
 
     Each subnet is extracted, its BatchNorm recalibrated on ``calibration_images`` training pairs
     (the search's own procedure) and tracked once over the split its stand-alone score used. The
     fitness on the whole split is ranked against the stand-alone AO (and MACs alone, the baseline);
-    disjoint halves of the sequences, and disjoint pairs of ``subset_sizes`` sequences (the search
-    scores each candidate on the first few), measure how much of the fitness is noise. Each subnet's
+    disjoint halves of the sequences measure how much of the fitness is noise, and so do the fitness
+    ``budgets`` the search could pay (``KxF``: K sequences of their first F frames, the search's
+    ``val_sequences`` x ``val_frames``): the first K sequences against the next K, and the first K's
+    ranking against the stand-alone AO. The tracker is causal, so every budget is scored from the
+    same whole-sequence boxes. Each subnet's
     tracked boxes are kept in ``out/inherited/`` (bound to the supernet's digest and the calibration),
     so re-ranking after more stand-alone subnets have finished tracks only the new ones."""
     import hashlib
@@ -253,7 +269,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     calibration = calibration_batches(load_split(recipe["data"], "train"), net.template_size, net.search_size,
                                       calibration_images)
     halves = {"a": sequences[0::2], "b": sequences[1::2]}
-    subsets = {k: (sequences[:k], sequences[k:2 * k]) for k in subset_sizes if 2 * k <= len(sequences)}
+    parsed = {text: parse_budget(text) for text in budgets}
+    pairs = {text: ([s.head(f) for s in sequences[:k]], [s.head(f) for s in sequences[k:2 * k]])
+             for text, (k, f) in parsed.items() if 2 * k <= len(sequences)}
     identity = f"{file_digest(supernet)}:{calibration_images}:{json.dumps(recipe['tracker'], sort_keys=True)}"
     cache = Path(out) / "inherited"
     rows = []
@@ -272,12 +290,12 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
             atomic_write(path, buffer.getvalue())
 
         def fitness(seqs: list) -> float:
-            return score_tracks(seqs, {s.name: preds[s.name] for s in seqs}).fitness
+            return score_tracks(seqs, {s.name: preds[s.name][:len(s)] for s in seqs}).fitness
 
         rows.append({"arch": record["arch"], "macs": record["macs"], "standalone_ao": record["ao"],
                      "fitness": fitness(sequences), "half_a": fitness(halves["a"]), "half_b": fitness(halves["b"]),
-                     **{f"first{k}": fitness(a) for k, (a, _) in subsets.items()},
-                     **{f"next{k}": fitness(b) for k, (_, b) in subsets.items()}})
+                     **{f"first{k}": fitness(a) for k, (a, _) in pairs.items()},
+                     **{f"next{k}": fitness(b) for k, (_, b) in pairs.items()}})
     column = {key: [r[key] for r in rows] for key in rows[0] if key != "arch"}
     truth = column["standalone_ao"]
     report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
@@ -286,10 +304,10 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
               "ranking": bootstrap_rank_correlation(column["fitness"], truth, column["macs"], resamples),
               "macs_alone": bootstrap_rank_correlation(column["macs"], truth, resamples=resamples),
               "halves_agreement": bootstrap_rank_correlation(column["half_a"], column["half_b"], resamples=resamples),
-              "subsets": {k: {"agreement": bootstrap_rank_correlation(column[f"first{k}"], column[f"next{k}"],
+              "budgets": {k: {"agreement": bootstrap_rank_correlation(column[f"first{k}"], column[f"next{k}"],
                                                                      resamples=resamples),
                               "ranking": bootstrap_rank_correlation(column[f"first{k}"], truth, resamples=resamples)}
-                          for k in subsets},
+                        for k in pairs},
               "subnets": rows}
     out = Path(out)
     write_json(out / "ranking.json", report)

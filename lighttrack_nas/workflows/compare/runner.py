@@ -39,6 +39,7 @@ from ...cost.latency import network_latency
 from ...data.sequence import Sequence
 from ...data.sources import load_split
 from ...evaluate import evaluate_checkpoint
+from ...config import load_experiment
 from ...io import atomic_write, locked
 from ...models.build import read_checkpoint
 from ..stages import stage_data, stage_train
@@ -105,10 +106,17 @@ def _batch(cfg: dict[str, Any]) -> int:
     return int(cfg["train"]["batch_size"])
 
 
-def _phase_budget(name: str, iterations: int, batch: int, shared: str | None = None) -> dict[str, Any]:
-    """One training phase of a tracker: iterations x batch, and what shares it (None: its own)."""
+def _phase_budget(name: str, iterations: int, batch: int, shared: str | None = None,
+                  imagenet: bool | None = None) -> dict[str, Any]:
+    """One training phase of a tracker: iterations x batch, what shares it (None: its own), and whether
+    the weights it trains descend from ImageNet ones (None: not known)."""
     return {"phase": name, "iterations": int(iterations), "batch": int(batch), "samples": int(iterations) * int(batch),
-            "shared": shared}
+            "shared": shared, "imagenet": imagenet}
+
+
+def _imagenet(cfg: dict[str, Any]) -> bool:
+    """Whether a config's network starts from ImageNet weights (its ``train.pretrained_backbone``)."""
+    return cfg["train"].get("pretrained_backbone") is not None
 
 
 class Evaluator:
@@ -227,11 +235,15 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
                    supernet=supernet if s.nas_init == "supernet" else None, seed=seed, split=s.split,
                    resume=(retrain_dir / "checkpoint.pt").exists(), progress=progress)
         trained = json.loads((retrain_dir / "eval.json").read_text())
-        phases = [_phase_budget("retrain", trained["iterations"], trained["batch_size"])]
+        imagenet = supernet_budget.get("imagenet") if s.nas_init == "supernet" else \
+            _imagenet(load_experiment(exp.retrain_config))
+        phases = [_phase_budget("retrain", trained["iterations"], trained["batch_size"], imagenet=imagenet)]
         if s.nas_init == "supernet":
             phases.insert(0, {**supernet_budget, "shared": "every NAS tracker"})
+        searched = json.loads((search_dir / "best.json").read_text())
         row = {"family": "nas", "method": f"nas-{s.nas_init}", "seed": seed, "budget": label, "kind": "nas",
-               "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases}
+               "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases,
+               "selection_evaluations": searched["evaluations"]}
         stages.run(f"{tag}/eval/nas_{label}", (retrain_dir / TEST_FILE).exists(), evaluate,
                    retrain_dir / "checkpoint.pt", retrain_dir, row)
     return nas_macs
@@ -248,7 +260,7 @@ def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, ev
     stages.run(f"{tag}/eval/{family.name}_dense", (dense_dir / TEST_FILE).exists(), evaluate,
                dense_dir / "checkpoint.pt", dense_dir,
                {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
-                "target_macs": None, "training": [{**phase, "shared": None}]})
+                "target_macs": None, "training": [{**phase, "shared": None}], "selection_evaluations": 0})
     return dense_dir / "checkpoint.pt", phase
 
 
@@ -296,12 +308,13 @@ def run_pruned(exp: Experiment, family: PrunedFamily, out: Path, seed: int, nas_
             if report["sparsity"]["iterations"]:
                 phases.append(_phase_budget("sparsity", report["sparsity"]["iterations"],
                                             report["sparsity"]["batch_size"],
-                                            f"every {criterion} {name} tracker of seed {seed}"))
-            phases.append(_phase_budget("finetune", report["finetune"]["iterations"], report["finetune"]["batch_size"]))
+                                            f"every {criterion} {name} tracker of seed {seed}", dense_phase["imagenet"]))
+            phases.append(_phase_budget("finetune", report["finetune"]["iterations"], report["finetune"]["batch_size"],
+                                        imagenet=dense_phase["imagenet"]))
             row = {"family": name, "method": f"pruned-{criterion}", "seed": seed, "budget": label,
                    "kind": "matched" if matched else "extreme", "matched_to": matched, "budget_fraction": fraction,
                    "target_macs": nas_macs[matched] if matched else fraction * dense_macs,
-                   "widths": report["pruned"].get("widths"), "training": phases}
+                   "widths": report["pruned"].get("widths"), "training": phases, "selection_evaluations": 0}
             stages.run(f"{tag}/eval/{name}_{criterion}_{label}", (prune_dir / TEST_FILE).exists(), evaluate,
                        Path(report["checkpoint"]), prune_dir, row)
 
@@ -328,7 +341,9 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
         row = {"family": plan.teacher, "method": method, "seed": seed, "budget": label, "kind": "compressed", "layers": layers, "switches": switches,
                "ablation": layers == plan.ablation,
                "training": [teacher_phase, _phase_budget("compress", record["training"]["iterations"],
-                                                            record["training"]["batch_size"])]}
+                                                            record["training"]["batch_size"],
+                                                            imagenet=teacher_phase["imagenet"])],
+               "selection_evaluations": 0}
         stages.run(f"{tag}/eval/{plan.teacher}_{label}", (folder / TEST_FILE).exists(), evaluate,
                    folder / "checkpoint.pt", folder, row)
 
@@ -337,7 +352,7 @@ def dense_phase(family: PrunedFamily, seed: int) -> dict[str, Any]:
     """The training phase of ``family``'s dense tracker of ``seed``, shared by every tracker made from it."""
     cfg = family.experiment(seed)
     return _phase_budget("dense", cfg["train"]["epochs"] * cfg["train"]["iters_per_epoch"], _batch(cfg),
-                         f"every {family.name} tracker of seed {seed}")
+                         f"every {family.name} tracker of seed {seed}", _imagenet(cfg))
 
 
 def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
@@ -386,7 +401,9 @@ def _supernet(exp: Experiment, out: Path, supernet: str | Path | None, stages: S
     if state.get("kind", "supernet") != "supernet":
         raise ValueError(f"{supernet}: a {state.get('kind')!r} checkpoint, not a supernet")
     trained = state.get("config", {}).get("train", exp.nas["train"])
-    return supernet, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]))
+    return supernet, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]),
+                                   imagenet=state.get("config", {}).get("train", exp.nas["train"]).get(
+                                       "pretrained_backbone") is not None)
 
 
 def tracker_groups(exp: Experiment) -> list[str]:
