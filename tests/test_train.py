@@ -135,7 +135,7 @@ def test_training_crops_may_differ_from_the_tracking_crop(micro_config, tmp_path
                                   tc["reg_loss_weight"])["loss"] for size in (64, 96))
     assert torch.allclose(got["loss"], at_64, atol=1e-6) and not torch.allclose(at_64, at_96, atol=1e-3)
     assert load_supernet(trainer.train()).search_size == 96
-    for bad, message in ((70, "must be a positive multiple of the model's stride"), (0, "positive multiple"),
+    for bad, message in ((70, "must be a positive multiple of the model's stride"), (0, "must be a positive multiple"),
                          ("64", "must be an integer or null, got '64'")):  # the type by the config, bounds by the model
         with pytest.raises(ConfigError, match=f"train.search_size {message}"):
             SupernetTrainer(load_experiment(micro_config, {"train": {"search_size": bad}}), tmp_path / "bad",
