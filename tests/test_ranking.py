@@ -134,12 +134,12 @@ def test_controls_end_to_end(micro_config, tmp_path):
     supernet = tmp_path / "supernet"
     SupernetTrainer(load_experiment(search), supernet, max_iters=1, progress=False).train()
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "controls.py"), "--search-config", str(search),
-                          "--recipe", str(recipe), "--supernets", str(supernet / "checkpoint.pt"), "--seeds", "0", "1",
+                          "--recipe", str(recipe), "--supernets", str(supernet / "checkpoint.pt"), "--seeds", "1",
                           "--flops-budget", "1G", "--randoms", "2", "--tolerance", "0.3", "--out",
                           str(tmp_path / "controls"), "--no-progress"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "controls" / "controls.json").read_text())
-    assert [r["seed"] for r in report["seeds"]] == [0, 1] and report["supernet_seeds"] == 1
+    assert [r["seed"] for r in report["seeds"]] == [1] and report["supernet_seeds"] == 1
     for row in report["seeds"]:
         assert row["evaluations"]["evolution"] == row["evaluations"]["random"] == 8
         assert len(row["same_size"]) == 2
@@ -148,10 +148,10 @@ def test_controls_end_to_end(micro_config, tmp_path):
         median = float(np.median([r["val_ao"] for r in row["same_size"]]))
         assert row["evolution_minus_median"]["ao"] == pytest.approx(evo["val_ao"] - median)
     summary = report["evolution_minus_random"]
-    assert summary["seeds"] == 2 and summary["ci95"][0] <= summary["per_sequence_mean"] <= summary["ci95"][1]
+    assert summary["seeds"] == 1 and summary["ci95"][0] <= summary["per_sequence_mean"] <= summary["ci95"][1]
     assert "evolution - random search: mean" in run.stdout
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
-    assert len(trained) == len({r["arch"] for r in trained}) <= 8  # each architecture trained once
+    assert len(trained) == len({r["arch"] for r in trained}) <= 4  # each architecture trained once
 
 
 def test_budgets_score_the_first_frames_of_causal_tracks(micro_config):
