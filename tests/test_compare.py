@@ -229,3 +229,20 @@ def test_verdicts(micro_config, tmp_path):
     reason = {"seed": 0, "budget": "3.5M", "reason": "budget 0.01 of the dense macs cannot be met"}
     missing = matched_table(exp, [], [reason])[1]
     assert missing["verdict"] == "no verdict: budget 0.01 of the dense macs cannot be met"
+
+
+def test_stability_plot_draws_a_spread_band_over_seeds(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from lighttrack_nas.workflows.compare.report import plot_stability
+
+    bands = []
+    monkeypatch.setattr(Axes, "fill_between", lambda self, x, low, high, **kw: bands.append((list(low), list(high))))
+    rows = [{"family": "cnn", "method": "dense", "kind": "dense", "seed": s, "budget": "dense", "macs": 1e8, "ao": 0.5}
+            for s in range(3)]
+    rows += [{"family": "cnn", "method": "pruned-slimming", "kind": "matched", "seed": s, "budget": b,
+              "macs": 1e8 * f, "ao": 0.4 + 0.05 * s} for s in range(3) for b, f in (("A", 0.3), ("B", 0.1))]
+    assert plot_stability(rows, tmp_path / "s.png").stat().st_size > 0
+    (low, high), = bands
+    assert low == pytest.approx([0.8] * 2) and high == pytest.approx([1.0] * 2)  # retained 0.8 / 0.9 / 1.0: 0.9 +- 0.1
+    assert plot_stability(rows[:1] + rows[3:5], tmp_path / "one.png").stat().st_size > 0 and len(bands) == 1

@@ -266,7 +266,8 @@ def stability_points(rows: Sequence[Row]) -> dict[tuple[str, str], list[tuple[fl
 
 def plot_stability(rows: Sequence[Row], path: Path) -> Path:
     """AO retained (relative to the family's dense tracker, or to the largest NAS tracker) against the
-    MACs ratio, per family and method: every tracker (faint) and the mean per budget over seeds."""
+    MACs ratio, per family and method: every tracker (faint), the mean per budget over seeds and, with
+    several seeds, a band of +- one standard deviation over them."""
     figure = _figure(8.0, 5.2)
     ax = figure.add_subplot(1, 1, 1)
     methods: dict[str, int] = defaultdict(int)
@@ -277,14 +278,17 @@ def plot_stability(rows: Sequence[Row], path: Path) -> Path:
         by_budget: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
         for point in points:
             by_budget[point[2]].append(point)
-        mean = sorted((float(np.mean([p[0] for p in g])), float(np.mean([p[1] for p in g])))
-                      for g in by_budget.values())
+        mean = sorted((float(np.mean([p[0] for p in g])), float(np.mean([p[1] for p in g])),
+                       float(np.std([p[1] for p in g], ddof=1)) if len(g) > 1 else 0.0) for g in by_budget.values())
+        if any(m[2] > 0 for m in mean):
+            ax.fill_between([m[0] for m in mean], [m[1] - m[2] for m in mean], [m[1] + m[2] for m in mean],
+                            color=_color(family), alpha=0.12, lw=0)
         reference = "largest NAS tracker" if family == "nas" else f"dense {family}"
         ax.plot([m[0] for m in mean], [m[1] for m in mean], marker=marker, ls="-" if method.startswith(
             ("pruned", "nas")) else "--", c=_color(family), label=f"{family}: {method} (vs the {reference})")
     ax.axhline(1.0, c="0.5", ls="--", lw=1)
     ax.set(xscale="log", xlabel="MACs / reference MACs (compression ratio)", ylabel="AO retained (AO / reference AO)",
-           title="Stability under compression (means over seeds)")
+           title="Stability under compression (means over seeds, bands: +- 1 std)")
     _plain_ticks(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, loc="best")
