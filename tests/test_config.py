@@ -47,9 +47,13 @@ def test_resume_with_other_settings_is_refused(micro_config, tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(train.batch_size: saved 4, now 2\)"):
         changed.resume()
     # what does not change the training may differ
-    same = SupernetTrainer(load_experiment(micro_config, {"train": {"threads": 1, "log_every": 5}}), tmp_path,
-                           progress=False)
+    same = SupernetTrainer(load_experiment(micro_config, {"train": {"threads": 1, "log_every": 5}, "data": {
+        "splits": {"test": {"sequences": 48, "frames": 60}}}}), tmp_path, progress=False)  # training never reads test
     assert same.resume() and same.iteration == 3
+    other_data = SupernetTrainer(load_experiment(micro_config, {"data": {"splits": {"train": {"seed": 5}}}}), tmp_path,
+                                 progress=False)
+    with pytest.raises(ConfigError, match=r"other settings \(data.splits.train.seed: saved 1, now 5\)"):
+        other_data.resume()
 
 
 def _cli(main, capsys):

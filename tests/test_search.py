@@ -313,3 +313,17 @@ def test_bench_search_compares_strategies_at_equal_evaluations(micro, tmp_path):
         assert r["curve"] == sorted(r["curve"]) and len(r["curve"]) == 6
     assert "| evolution | 1 | 6 |" in (out / "bench_search.md").read_text()
     assert (out / "best_so_far.png").stat().st_size > 5_000
+
+
+def test_fitness_identity_keys_only_what_decides_the_scores():
+    from lighttrack_nas.search.backend import FitnessSpec
+
+    data = {"root": "/d", "workers": 2, "splits": {"train": {"sequences": 3}, "val": {"sequences": 4},
+                                                   "test": {"sequences": 16}}}
+    base = FitnessSpec("ckpt", data, split="val", sequences=4)
+    other_test = FitnessSpec("ckpt", {**data, "workers": 0, "splits": {**data["splits"], "test": {"sequences": 48}}},
+                             split="val", sequences=4)
+    assert base.identity() == other_test.identity() and "frames" not in base.identity()
+    assert FitnessSpec("ckpt", data, split="val", sequences=4, frames=30).identity() != base.identity()
+    assert FitnessSpec("ckpt", {**data, "splits": {**data["splits"], "val": {"sequences": 5}}}, split="val",
+                       sequences=4).identity() != base.identity()

@@ -50,7 +50,8 @@ SPLIT_FIELDS = {"sequences": Field(int, low=1), "frames": Field(int, low=2), "si
 # tracker may move with the checkout; a changed space itself fails on the stored weights), or, for
 # ema_decay, are checked apart (a run without averaging may continue an averaged one's trained weights)
 RESUME_FREE = frozenset({"description", "device", "space", "tracker", "search", "train.threads",
-                         "train.checkpoint_every", "train.log_every", "train.ema_decay", "data.workers"})
+                         "train.checkpoint_every", "train.log_every", "train.ema_decay", "data.workers",
+                         "data.splits.val", "data.splits.test"})   # training reads the train split only
 TOP_KEYS = {"space", "space_settings", "data", "train", "sampling", "seed", "device", "tracker", "search",
             "description", "model", "prune", "compress"}
 

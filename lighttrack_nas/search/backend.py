@@ -7,6 +7,7 @@ backends build their scorer from a picklable factory: :class:`FitnessSpec` for t
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ class FitnessSpec:
     tracker: dict[str, float] = field(default_factory=dict)
     device: str = "auto"   # auto: cuda where the worker sees a GPU, else cpu
     threads: int = 1
+
+    def identity(self) -> str:
+        """What decides a candidate's scores, as the key a resumed search must match: the supernet is
+        keyed apart (by its digest), splits the fitness never reads are left out, ``frames`` only when set."""
+        data = {k: v for k, v in self.data.items() if k not in ("splits", "workers")}
+        data["splits"] = {k: v for k, v in (self.data.get("splits") or {}).items() if k in ("train", self.split)}
+        key = {"data": data, "split": self.split, "sequences": self.sequences, "tracker": self.tracker,
+               "calibration_images": self.calibration_images, "calibration_batch": self.calibration_batch,
+               "device": self.device, "threads": self.threads}
+        if self.frames is not None:
+            key["frames"] = self.frames
+        return json.dumps(key, sort_keys=True)
 
     def prepare_data(self) -> None:
         """Generate missing data splits now (once, in the driver, before any worker reads them)."""

@@ -281,7 +281,7 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
                                   device=str(cfg.get("device", "auto")), threads=settings.threads)
             factory.prepare_data()
         job = {"strategy": strategy, "seed": seed, "budgets": budgets.to_dict(), "space": net.space.name,
-               "supernet": file_digest(supernet), "fitness": repr(factory), "lut": file_digest(lut) if lut else None,
+               "supernet": file_digest(supernet), "fitness": factory.identity() if isinstance(factory, FitnessSpec) else repr(factory), "lut": file_digest(lut) if lut else None,
                "latency_backend": latency_backend}
         state = read_state(out / "state.json", job) if (out / "state.json").exists() else None
         costs = cost_table(net)
