@@ -121,7 +121,7 @@ def test_report_and_plots(run):
     for heading in ("## Matched MACs", "## Compute and starting weights", "## Every tracker", "## Plots",
                     "## Stage times"):
         assert heading in report
-    assert "The bar (NAS not behind the pruned CNN" in report and "iterations" in report
+    assert "The bar (NAS >= pruned CNN in mean AO" in report and "Shown by the 95 % interval" in report
     for r in (json.loads(p.read_text()) for p in out.rglob("test.json")):  # compute honesty, per tracker
         assert all(phase["imagenet"] in (True, False) for phase in r["training"])
         assert (r["selection_evaluations"] > 0) == (r["family"] == "nas")

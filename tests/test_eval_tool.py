@@ -65,7 +65,7 @@ def test_json_scores_of_one_tracker(fixture):
     assert report["fps"] == pytest.approx(10.0)  # 8 frames in 0.8 s
     assert report["per_sequence"]["seqB"] == pytest.approx(
         {"ao": 1.0, "sr50": 1.0, "sr75": 1.0, "success_auc": 15 / 21, "precision20": 0.75,
-         "norm_precision20": 0.75, "fps": 10.0})
+         "norm_precision20": 0.75, "ao_frames": 2, "fps": 10.0})  # AO counts frames 2 and 4
 
 
 def test_several_trackers_json_and_plot(fixture, tmp_path):

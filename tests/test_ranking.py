@@ -14,7 +14,7 @@ from lighttrack_nas.models import build_supernet
 from lighttrack_nas.train import SupernetTrainer
 from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
-from lighttrack_nas.evaluate import hierarchical_bootstrap
+from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               stratified_architectures, used_genes)
@@ -107,18 +107,20 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
 
 
-def test_same_size_architectures_and_hierarchical_bootstrap(tiny_space):
+def test_same_size_architectures_and_crossed_bootstrap(tiny_space):
     table = CostTable(build_supernet(tiny_space))
     target = table.macs(tiny_space.sample(3))
     archs = same_size_architectures(tiny_space, table.macs, target, 4, 0.05, seed=1)
     assert len(set(archs)) == 4 and all(abs(table.macs(a) - target) <= 0.05 * target for a in archs)
     with pytest.raises(ValueError, match="widen the tolerance"):
         same_size_architectures(tiny_space, table.macs, 1.0, 2, 0.05, max_draws=50)
-    shifted = {0: np.full(10, 0.1), 1: np.full(10, 0.1)}
-    assert hierarchical_bootstrap(shifted, resamples=200) == pytest.approx((0.1, 0.1, 0.1))
-    noisy = {s: np.random.default_rng(s).normal(0.0, 0.1, 20) for s in range(3)}
-    mean, low, high = hierarchical_bootstrap(noisy, resamples=500)
-    assert low < mean < high and low < 0 < high
+    assert paired_bootstrap(np.full((2, 10), 0.1), resamples=200) == pytest.approx((0.1, 0.1, 0.1))
+    row = np.random.default_rng(0).normal(0.0, 0.1, 20)
+    # seeds scored on the same sequences are crossed with them: three identical seeds know no more about
+    # the sequences than one (a nested resampling would shrink the interval by sqrt(3))
+    assert paired_bootstrap([row] * 3, resamples=500) == pytest.approx(paired_bootstrap([row], resamples=500))
+    mean, low, high = paired_bootstrap([row, row + 0.05], frames=np.arange(1, 21), resamples=500)
+    assert low < mean < high and mean == pytest.approx(np.average(row, weights=np.arange(1, 21)) + 0.025)
 
 
 def test_controls_end_to_end(micro_config, tmp_path):

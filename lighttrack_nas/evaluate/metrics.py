@@ -254,6 +254,32 @@ def frame_rate(times: np.ndarray | SequenceABC[np.ndarray]) -> float | None:
     return float(seconds.size / seconds.sum()) if seconds.size else None
 
 
+def paired_bootstrap(gaps: Any, frames: Any = None, resamples: int = 10000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """The mean of paired per-sequence AO differences with a percentile bootstrap interval.
+
+    ``gaps`` is ``(seeds, sequences)`` (or one row): every seed scored on the same sequences, so
+    seeds and sequences are crossed, and each draw resamples the seeds and, once for all of them,
+    the sequences. Sequences are weighted by ``frames`` (the frames AO pools over; equal when None),
+    so with one seed the mean is the difference of the two trackers' AO. Returns ``(mean, low, high)``."""
+    gaps = np.atleast_2d(np.asarray(gaps, dtype=np.float64))
+    if gaps.size == 0:
+        raise ValueError("paired bootstrap: no differences")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"paired bootstrap: level must be in (0, 1), got {level}")
+    seeds, n = gaps.shape
+    weights = np.ones(n) if frames is None else np.asarray(frames, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    drawn_sequences = rng.integers(0, n, size=(resamples, n))   # first: one seed draws as paired_ao_difference did
+    drawn_seeds = rng.integers(0, seeds, size=(resamples, seeds))
+    weighted = (gaps * weights)[drawn_seeds].sum(axis=1)          # (resamples, sequences): summed over drawn seeds
+    boot = np.take_along_axis(weighted, drawn_sequences, axis=1).sum(axis=1) / (
+        seeds * weights[drawn_sequences].sum(axis=1))
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float((gaps * weights).sum() / (seeds * weights.sum())), float(low), float(high)
+
+
 def paired_ao_difference(base: GOT10kResult, other: GOT10kResult, resamples: int = 10000, level: float = 0.95,
                          seed: int = 0) -> tuple[float, float, float]:
     """``other``'s AO minus ``base``'s on the same sequences, with a paired bootstrap interval.
@@ -265,29 +291,6 @@ def paired_ao_difference(base: GOT10kResult, other: GOT10kResult, resamples: int
     names = sorted(base.per_sequence)
     if sorted(other.per_sequence) != names:
         raise ValueError("paired AO difference: the two results cover different sequences")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"paired AO difference: level must be in (0, 1), got {level}")
-    frames = np.array([base.per_sequence[n]["frames"] for n in names], dtype=np.float64)
-    gaps = np.array([other.per_sequence[n]["ao"] - base.per_sequence[n]["ao"] for n in names]) * frames
-    draws = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
-    boot = gaps[draws].sum(axis=1) / frames[draws].sum(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return float(gaps.sum() / frames.sum()), float(low), float(high)
-
-
-def hierarchical_bootstrap(differences: Mapping[Any, SequenceABC[float] | np.ndarray], resamples: int = 10000, level: float = 0.95,
-                           seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-sequence differences pooled over seeds, with a two-level bootstrap interval:
-    seeds resampled with replacement, then each drawn seed's sequences. Returns ``(mean, low, high)``."""
-    groups = [np.asarray(d, float) for d in differences.values() if len(d)]
-    if not groups:
-        raise ValueError("no differences to bootstrap")
-    rng = np.random.default_rng(seed)
-    boot = np.empty(resamples)
-    for i in range(resamples):
-        picked = [groups[j] for j in rng.integers(0, len(groups), len(groups))]
-        boot[i] = np.mean(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return float(np.mean(np.concatenate(groups))), float(low), float(high)
+    frames = [base.per_sequence[n]["frames"] for n in names]
+    gaps = [other.per_sequence[n]["ao"] - base.per_sequence[n]["ao"] for n in names]
+    return paired_bootstrap(gaps, frames, resamples, level, seed)

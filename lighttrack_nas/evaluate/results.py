@@ -199,8 +199,8 @@ class TrackerScore:
 
     def to_dict(self, per_sequence: bool = True) -> dict:
         """``ao``, ``sr50``, ``sr75``, ``fitness``, ``success_auc``, ``precision20``, ``norm_precision20``,
-        ``fps`` and (with ``per_sequence``) ``per_sequence``, the same keys per sequence, as plain
-        JSON-able values."""
+        ``fps`` and (with ``per_sequence``) ``per_sequence``, the same keys per sequence (and ``ao_frames``,
+        the frames its AO counts), as plain JSON-able values."""
         scores = {"ao": self.got10k.ao, "sr50": self.got10k.sr50, "sr75": self.got10k.sr75, "fitness": self.fitness,
                   "success_auc": self.ope.success_auc, "precision20": self.ope.precision20,
                   "norm_precision20": self.ope.norm_precision20, "fps": self.fps}
@@ -208,7 +208,7 @@ class TrackerScore:
             scores["per_sequence"] = {
                 seq: {**{k: v for k, v in self.got10k.per_sequence[seq].items() if k != "frames"},
                       **{k: v for k, v in self.ope.per_sequence[seq].items() if k != "frames"},
-                      "fps": self.sequence_fps[seq]}
+                      "ao_frames": self.got10k.per_sequence[seq]["frames"], "fps": self.sequence_fps[seq]}
                 for seq in self.ope.per_sequence
             }
         return scores

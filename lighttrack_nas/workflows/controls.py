@@ -8,10 +8,11 @@ For each seed, on that seed's supernet (a NAS seed retrains the supernet: give o
 
 Every architecture is then trained stand-alone with one recipe and scored on the val split
 (:func:`~lighttrack_nas.workflows.ranking.train_and_score`: the scores are kept, per architecture,
-in ``OUT/standalone.json``, so a re-run or another study with the same recipe reuses them). The
+in ``OUT/standalone.json``, so a re-run, or another seed into the same ``OUT``, reuses them). The
 paired differences per seed, (a) evolution winner - random-search winner and (b) evolution winner -
 median of the random architectures, are reported with their mean, spread and a 95 % bootstrap
-interval over seeds and val sequences (seeds resampled, then sequences within each seed).
+interval over seeds and val sequences (crossed: each draw resamples the seeds and, once for all of
+them, the sequences; per-sequence AO differences, equally weighted).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.metrics import hierarchical_bootstrap
+from ..evaluate.metrics import paired_bootstrap
 from ..io import write_json
 from ..space.space import Architecture, SearchSpace
 from .ranking import StandaloneResults, standalone_recipe, train_and_score
@@ -54,8 +55,7 @@ def _per_sequence(record: dict[str, Any]) -> np.ndarray:
 def summarize(rows: list[dict[str, Any]], key: str, resamples: int = 10000) -> dict[str, Any]:
     """Mean, std, wins and bootstrap interval of the paired difference ``key`` over the seeds' rows."""
     values = np.array([r[key]["ao"] for r in rows])
-    mean, low, high = hierarchical_bootstrap({r["seed"]: np.asarray(r[key]["per_sequence"]) for r in rows},
-                                             resamples)
+    mean, low, high = paired_bootstrap([r[key]["per_sequence"] for r in rows], resamples=resamples)
     return {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if
             len(values) > 1 else 0.0, "wins": int((values > 0).sum()), "seeds": len(values),
             "per_sequence_mean": mean, "ci95": [low, high]}
