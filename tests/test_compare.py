@@ -161,6 +161,17 @@ def test_rerun_skips_every_finished_stage(run, monkeypatch, capsys):
     assert "results.csv" in printed and all(f"{b}: " in printed for b in NAS_BUDGETS)
 
 
+def test_an_evaluation_on_another_version_of_the_split_is_done_again(run):
+    config, out, _, _ = run
+    dense = next(out.rglob("dense/test.json"))
+    stale = {**json.loads(dense.read_text()), "split_id": "another split", "ao": -1.0}
+    dense.write_text(json.dumps(stale))
+    compare(config, out, progress=False)
+    again = json.loads(dense.read_text())
+    assert again["split_id"] != "another split" and 0.0 <= again["ao"] <= 1.0
+    assert json.loads((out / "stages.json").read_text())["seed0/eval/cnn_dense"]["last"] == "ran"
+
+
 def _tool_error(monkeypatch, capsys, *args) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", [str(TOOL), *args])
     with pytest.raises(SystemExit) as exit_:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, Field, check_keys, check_section, deep_merge
+from ..config import DEFAULT_TRAIN, ConfigError, Field, check_keys, check_section, deep_merge
 from ..cost.count import count_tracking_model
 from ..cost.latency import network_latency
 from ..io import atomic_write
@@ -41,7 +41,6 @@ from ..models.build import build_model, read_checkpoint
 from ..models.transformer import ViTTracker
 from ..train.loss import box_losses, ltrb_boxes, model_loss
 from ..train.trainer import Trainer
-from ..config import DEFAULT_TRAIN
 from .pipeline import _phase, load_network
 
 METHOD = "compresstracker"

@@ -25,14 +25,13 @@ from typing import Any
 
 from torch import nn
 
-from ..config import ConfigError, Field, check_keys, deep_merge
+from ..config import DEFAULT_TRAIN, ConfigError, Field, check_keys, deep_merge
 from ..cost.latency import network_latency
 from ..deploy import inference_model
 from ..io import save_torch, write_json
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..train.baseline import BaselineTrainer, model_section
-from ..config import DEFAULT_TRAIN
 from .prune import BUDGET_KINDS, CRITERIA, MinWidths, PruneResult, check_budget, check_width, measure, prune_to_budget
 from .vit_prune import (SCOPES, SlimTrainer, TransformerMinWidths, check_transformer_budget, slim_to_budget,
                         torch_prune_to_budget)

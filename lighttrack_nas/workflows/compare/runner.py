@@ -22,6 +22,7 @@ checkpoints, searches from ``state.json``, so an interrupted run continues where
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -31,23 +32,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ...compress import BudgetError, PruneSettings, compress_checkpoint, prune_checkpoint, prune_model, sparsity_trainer
 from ...compress.pipeline import load_network
+from ...config import load_experiment
 from ...cost.latency import network_latency
 from ...data.sequence import Sequence
 from ...data.sources import load_split
 from ...evaluate import evaluate_checkpoint
-from ...config import load_experiment
 from ...io import atomic_write, locked
 from ...models.build import read_checkpoint
-from ..stages import stage_data, stage_train
 from ...search.runner import run_search
-from ...tracker import tracker_settings
-from ...tracker import TrackerConfig
+from ...tracker import TrackerConfig, tracker_settings
 from ...train.baseline import BaselineTrainer
 from ..retrain import retrain
+from ..stages import stage_data, stage_train
 from .settings import Experiment, PrunedFamily
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,17 @@ class Evaluator:
         self.exp = exp
         self.sequences: list[Sequence] = load_split(exp.nas["data"], exp.settings.split)
         self.tracker = TrackerConfig.from_dict(tracker_settings(exp.nas))
+        digest = hashlib.sha256()
+        for seq in self.sequences:  # names and ground truth: a regenerated split is another split
+            digest.update(seq.name.encode())
+            digest.update(np.ascontiguousarray(seq.boxes).tobytes())
+        self.split_id = digest.hexdigest()[:16]
+
+    def done(self, folder: Path) -> bool:
+        """Whether ``folder/test.json`` holds an evaluation on today's split (one made on another version
+        of the split, e.g. before the frozen test split, is done again)."""
+        path = folder / TEST_FILE
+        return path.exists() and json.loads(path.read_text()).get("split_id") == self.split_id
 
     def __call__(self, checkpoint: Path, folder: Path, row: dict[str, Any]) -> dict[str, Any]:
         """Evaluate ``checkpoint`` (fused form, ``latency.threads`` torch threads) and write
@@ -134,7 +146,8 @@ class Evaluator:
         evaluated = evaluate_checkpoint(checkpoint, self.sequences, self.tracker, threads=s.latency_threads,
                                         results=folder / "test")
         latency = network_latency(evaluated.model, s.latency_threads, s.latency_min_run_time)
-        result = {**row, "split": s.split, "sequences": len(self.sequences), "checkpoint": str(checkpoint),
+        result = {**row, "split": s.split, "split_id": self.split_id, "sequences": len(self.sequences),
+                  "checkpoint": str(checkpoint),
                   "latency_ms": latency.ms, "latency_iqr_ms": latency.iqr * 1e3, "latency_threads": s.latency_threads,
                   **evaluated.to_dict(), "tracker": self.tracker.to_dict()}
         atomic_write(folder / TEST_FILE, json.dumps(result, indent=2))
@@ -244,7 +257,7 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
         row = {"family": "nas", "method": f"nas-{s.nas_init}", "seed": seed, "budget": label, "kind": "nas",
                "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases,
                "selection_evaluations": searched["evaluations"]}
-        stages.run(f"{tag}/eval/nas_{label}", (retrain_dir / TEST_FILE).exists(), evaluate,
+        stages.run(f"{tag}/eval/nas_{label}", evaluate.done(retrain_dir), evaluate,
                    retrain_dir / "checkpoint.pt", retrain_dir, row)
     return nas_macs
 
@@ -257,7 +270,7 @@ def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, ev
     stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
                lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
     phase = dense_phase(family, seed)
-    stages.run(f"{tag}/eval/{family.name}_dense", (dense_dir / TEST_FILE).exists(), evaluate,
+    stages.run(f"{tag}/eval/{family.name}_dense", evaluate.done(dense_dir), evaluate,
                dense_dir / "checkpoint.pt", dense_dir,
                {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
                 "target_macs": None, "training": [{**phase, "shared": None}], "selection_evaluations": 0})
@@ -315,7 +328,7 @@ def run_pruned(exp: Experiment, family: PrunedFamily, out: Path, seed: int, nas_
                    "kind": "matched" if matched else "extreme", "matched_to": matched, "budget_fraction": fraction,
                    "target_macs": nas_macs[matched] if matched else fraction * dense_macs,
                    "widths": report["pruned"].get("widths"), "training": phases, "selection_evaluations": 0}
-            stages.run(f"{tag}/eval/{name}_{criterion}_{label}", (prune_dir / TEST_FILE).exists(), evaluate,
+            stages.run(f"{tag}/eval/{name}_{criterion}_{label}", evaluate.done(prune_dir), evaluate,
                        Path(report["checkpoint"]), prune_dir, row)
 
 
@@ -344,7 +357,7 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
                                                             record["training"]["batch_size"],
                                                             imagenet=teacher_phase["imagenet"])],
                "selection_evaluations": 0}
-        stages.run(f"{tag}/eval/{plan.teacher}_{label}", (folder / TEST_FILE).exists(), evaluate,
+        stages.run(f"{tag}/eval/{plan.teacher}_{label}", evaluate.done(folder), evaluate,
                    folder / "checkpoint.pt", folder, row)
 
 
@@ -402,8 +415,7 @@ def _supernet(exp: Experiment, out: Path, supernet: str | Path | None, stages: S
         raise ValueError(f"{supernet}: a {state.get('kind')!r} checkpoint, not a supernet")
     trained = state.get("config", {}).get("train", exp.nas["train"])
     return supernet, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]),
-                                   imagenet=state.get("config", {}).get("train", exp.nas["train"]).get(
-                                       "pretrained_backbone") is not None)
+                                   imagenet=_imagenet({"train": trained}))
 
 
 def tracker_groups(exp: Experiment) -> list[str]:
