@@ -4,7 +4,7 @@ import sys, tempfile, statistics
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-sys.path.insert(0, '.'); sys.path.insert(0, 'tools')
+sys.path.insert(0, '.'); sys.path.insert(0, 'benchmarks')
 
 def run(task, spin):
     import lighttrack_nas.deploy.onnx as o
@@ -14,11 +14,11 @@ def run(task, spin):
         opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
         return opts
     o.session_options = patched
-    import bench_inference
-    return bench_inference.measure(task)
+    import inference
+    return inference.measure(task)
 
 if __name__ == "__main__":
-    import bench_inference
+    import inference
     from lighttrack_nas.deploy import fuse
     from lighttrack_nas.deploy.onnx import export_onnx
     from lighttrack_nas.deploy.quantize import random_crops
@@ -27,7 +27,7 @@ if __name__ == "__main__":
     work = Path(tempfile.mkdtemp())
     tasks = []
     for i, (space, a, crops) in enumerate(configs):
-        m = bench_inference._subnet(space, a, crops)
+        m = inference._subnet(space, a, crops)
         for b in ("onnxruntime", "onnxruntime-int8"):
             cal = random_crops(m.template_size, m.search_size, 8) if "int8" in b else None
             path = str(export_onnx(fuse(m), work / f"m{i}{b}.onnx", cal)[1])

@@ -729,16 +729,22 @@ def _parameters(split: str, sequences: int, frames: int, seed: int, size: tuple[
             "frames": frames, "seed": seed, "size": list(size)}
 
 
-def image_libraries() -> dict[str, str]:
-    """Versions of the libraries whose output ends up in the frames (photographs, warps, JPEG coding).
+def image_libraries(split: str | None = None) -> dict[str, str]:
+    """Versions of the libraries whose output ends up in ``split``'s frames (photographs, warps, JPEG
+    coding; matplotlib where the split uses its sample photograph).
 
     Recorded in each split's completion marker: a different version can change the frames' bytes,
     so results on data generated elsewhere are only comparable when these agree.
     """
     import PIL
     import skimage
-    return {"opencv": cv2.__version__, "scikit-image": skimage.__version__, "numpy": np.__version__,
-            "pillow": PIL.__version__}
+    versions = {"opencv": cv2.__version__, "scikit-image": skimage.__version__, "numpy": np.__version__,
+                "pillow": PIL.__version__}
+    if split is not None and "grace_hopper" in SPLIT_BACKGROUNDS[split]:
+        import matplotlib
+
+        versions["matplotlib"] = matplotlib.__version__
+    return versions
 
 
 def generate_dataset(out: str | Path, split: str, sequences: int, frames: int, seed: int,
@@ -778,7 +784,7 @@ def generate_dataset(out: str | Path, split: str, sequences: int, frames: int, s
         bar.close()
         names = [sequence_name(split, i) for i in range(sequences)]
         (partial / "list.txt").write_text("\n".join(names) + "\n")
-        marker = {**_parameters(split, sequences, frames, seed, size), "libraries": image_libraries()}
+        marker = {**_parameters(split, sequences, frames, seed, size), "libraries": image_libraries(split)}
         (partial / MARKER).write_text(json.dumps(marker, indent=1))
         if final.exists():
             stale = Path(tempfile.mkdtemp(prefix=f".{split}.old-", dir=root))
@@ -801,6 +807,7 @@ def ensure_dataset(root: str | Path, split: str, sequences: int, frames: int, se
     records different parameters; a split made with other image-library versions
     (:func:`image_libraries`) is reused with a warning naming them.
     """
+    _check(split, sequences, frames, seed, size)
     marker = Path(root) / split / MARKER
     wanted = _parameters(split, sequences, frames, seed, (int(size[0]), int(size[1])))
     with locked(Path(root) / f".{split}.lock", wait=True):  # a second process waits, then finds the split made
@@ -815,7 +822,7 @@ def _ensure(root: str | Path, split: str, marker: Path, wanted: dict[str, Any], 
         except json.JSONDecodeError:
             found = None
         if isinstance(found, dict) and {k: v for k, v in found.items() if k != "libraries"} == wanted:
-            made_with, here = found.get("libraries"), image_libraries()
+            made_with, here = found.get("libraries"), image_libraries(split)
             if made_with is not None and made_with != here:
                 log.warning("%s was generated with %s; this environment has %s: a fresh generation here may "
                             "give other frames (delete the folder to regenerate)", marker.parent, made_with, here)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from ..config import config_differences
-from ..io import write_json
+from ..io import locked, write_json
 from ..space.space import Architecture, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,12 @@ class StandaloneResults:
         return next((r for r in self.records if r["arch"] == arch), None)
 
     def add(self, record: dict[str, Any]) -> None:
-        self.records = [r for r in self.records if r["arch"] != record["arch"]] + [record]
-        write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
+        """Add (or replace) ``record``, merged under a lock with what other processes added meanwhile."""
+        with locked(self.path.with_name(f".{self.path.name}.lock"), wait=True):
+            if self.path.exists():
+                self.records = _read_json(self.path)["subnets"]
+            self.records = [r for r in self.records if r["arch"] != record["arch"]] + [record]
+            write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -272,7 +276,8 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     parsed = {text: parse_budget(text) for text in budgets}
     pairs = {text: ([s.head(f) for s in sequences[:k]], [s.head(f) for s in sequences[k:2 * k]])
              for text, (k, f) in parsed.items() if 2 * k <= len(sequences)}
-    identity = f"{file_digest(supernet)}:{calibration_images}:{json.dumps(recipe['tracker'], sort_keys=True)}"
+    identity = json.dumps([file_digest(supernet), calibration_images, recipe["tracker"], recipe["data"], recipe["split"],
+                           torch.get_num_threads()], sort_keys=True)  # everything the tracked boxes depend on
     cache = Path(out) / "inherited"
     rows = []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
