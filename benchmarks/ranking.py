@@ -23,6 +23,7 @@ import argparse
 import logging
 
 from lighttrack_nas.cli import run_cli
+from lighttrack_nas.search.backend import set_threads
 from lighttrack_nas.workflows.ranking import rank_supernet, train_standalone
 
 
@@ -46,6 +47,8 @@ def parse_args() -> argparse.Namespace:
                            "val_frames) whose agreement between disjoint sequence sets (first K vs next K) and "
                            "ranking are reported (default: %(default)s; the tiny search pays 4x60)")
     rank.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
+    rank.add_argument("--threads", type=int, default=1,
+                      help="torch / OpenCV threads while tracking, as the search's (default: %(default)s)")
     return p.parse_args()
 
 
@@ -61,6 +64,7 @@ def main() -> int:
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0
+    set_threads(args.threads)  # tracking is chaotic: the fitness depends on the thread count
     report = rank_supernet(args.supernet, args.standalone, args.out, calibration_images=args.calibration_images,
                            budgets=args.budgets, resamples=args.resamples)
     rank, macs = report["ranking"], report["macs_alone"]
