@@ -57,8 +57,10 @@ def save_torch(path: str | Path, obj: Any) -> None:
 
 
 def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
-    """A matplotlib figure as PNG, laid out tight, written atomically (and closed if pyplot made it)."""
-    figure.tight_layout()
+    """A matplotlib figure as PNG, laid out tight (unless it has a layout engine of its own), written
+    atomically (and closed if pyplot made it)."""
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     if getattr(figure.canvas, "manager", None) is not None:

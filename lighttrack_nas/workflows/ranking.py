@@ -330,7 +330,7 @@ def plot_ranking(rows: list[dict[str, Any]], ranking: dict[str, Any], png: Path)
     from ..io import save_figure
 
     macs = np.array([r["macs"] for r in rows]) / 1e6
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     points = left.scatter([r["fitness"] for r in rows], [r["standalone_ao"] for r in rows], c=macs, cmap="viridis")
     low, high = ranking["kendall_ci"]
     left.set(xlabel="fitness, inherited weights (whole split)", ylabel="AO, trained stand-alone",
