@@ -70,6 +70,10 @@ def test_standalone_results_are_bound_to_their_recipe(tmp_path):
         StandaloneResults(path, {"train": {"epochs": 7}})
     with pytest.raises(FileNotFoundError, match="not found"):
         StandaloneResults(tmp_path / "missing.json")
+    first, second = StandaloneResults(path), StandaloneResults(path)  # two processes adding to one file
+    first.add({"arch": "b", "ao": 0.4})
+    second.add({"arch": "c", "ao": 0.3})
+    assert sorted(r["arch"] for r in StandaloneResults(path).records) == ["a", "b", "c"]
 
 
 def test_train_then_rank_end_to_end(micro_config, tmp_path):
