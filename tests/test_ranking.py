@@ -70,6 +70,15 @@ def test_standalone_results_are_bound_to_their_recipe(tmp_path):
         StandaloneResults(path, {"train": {"epochs": 7}})
     with pytest.raises(FileNotFoundError, match="not found"):
         StandaloneResults(tmp_path / "missing.json")
+    scored = {"split": "val", "data": {"workers": 2, "splits": {"train": {"seed": 1}, "val": {"seed": 2},
+                                                                "test": {"sequences": 16}}}}
+    kept = StandaloneResults(tmp_path / "scored.json", scored)
+    kept.add({"arch": "a", "ao": 0.5})
+    later = {**scored, "data": {"workers": 0, "splits": {**scored["data"]["splits"], "test": {"sequences": 48}}}}
+    assert StandaloneResults(tmp_path / "scored.json", later).get("a")  # a split never used may change
+    with pytest.raises(ValueError, match=r"data.splits.val.seed: saved 2, now 3"):
+        StandaloneResults(tmp_path / "scored.json", {**scored, "data": {**scored["data"], "splits": {
+            **scored["data"]["splits"], "val": {"seed": 3}}}})
     first, second = StandaloneResults(path), StandaloneResults(path)  # two processes adding to one file
     first.add({"arch": "b", "ao": 0.4})
     second.add({"arch": "c", "ao": 0.3})

@@ -137,9 +137,10 @@ class StandaloneResults:
             data = _read_json(self.path)
             if data.get("version") != STANDALONE_VERSION:
                 raise ValueError(f"{self.path}: version {data.get('version')!r}, expected {STANDALONE_VERSION}")
-            if recipe is not None and data["recipe"] != recipe:
-                changed = "; ".join(config_differences(data["recipe"], recipe)[:6])
-                raise ValueError(f"{self.path}: holds subnets trained with another recipe ({changed}); "
+            changed = [] if recipe is None else config_differences(data["recipe"], recipe,
+                                                                   _irrelevant(data["recipe"], recipe))
+            if changed:
+                raise ValueError(f"{self.path}: holds subnets trained with another recipe ({'; '.join(changed[:6])}); "
                                  "use another --out or the same config")
             self.recipe, self.records = data["recipe"], data["subnets"]
         elif recipe is None:
@@ -157,6 +158,14 @@ class StandaloneResults:
                 self.records = _read_json(self.path)["subnets"]
             self.records = [r for r in self.records if r["arch"] != record["arch"]] + [record]
             write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
+
+
+def _irrelevant(*recipes: dict[str, Any]) -> frozenset[str]:
+    """Parts of recipes no stand-alone result depends on: loader workers and the splits neither
+    trained on nor scored (e.g. a test split made larger later)."""
+    keep = {"train"} | {r.get("split", "val") for r in recipes}
+    splits = {name for r in recipes for name in ((r.get("data") or {}).get("splits") or {})}
+    return frozenset({"data.workers"} | {f"data.splits.{name}" for name in splits - keep})
 
 
 def _read_json(path: Path) -> dict[str, Any]:
