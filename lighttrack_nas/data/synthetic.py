@@ -811,20 +811,22 @@ def ensure_dataset(root: str | Path, split: str, sequences: int, frames: int, se
     marker = Path(root) / split / MARKER
     wanted = _parameters(split, sequences, frames, seed, (int(size[0]), int(size[1])))
     with locked(Path(root) / f".{split}.lock", wait=True):  # a second process waits, then finds the split made
-        return _ensure(root, split, marker, wanted, sequences, frames, seed, size, workers)
-
-
-def _ensure(root: str | Path, split: str, marker: Path, wanted: dict[str, Any], sequences: int, frames: int, seed: int,
-            size: tuple[int, int], workers: int | None) -> Path:
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            found = None
-        if isinstance(found, dict) and {k: v for k, v in found.items() if k != "libraries"} == wanted:
-            made_with, here = found.get("libraries"), image_libraries(split)
-            if made_with is not None and made_with != here:
-                log.warning("%s was generated with %s; this environment has %s: a fresh generation here may "
-                            "give other frames (delete the folder to regenerate)", marker.parent, made_with, here)
+        if _complete(marker, wanted, split):
             return Path(root)
-    return generate_dataset(root, split, sequences, frames, seed, size, workers)
+        return generate_dataset(root, split, sequences, frames, seed, size, workers)
+
+
+def _complete(marker: Path, wanted: dict[str, Any], split: str) -> bool:
+    """Whether ``marker`` records a finished generation with the ``wanted`` parameters (warning when
+    it was made with other image-library versions)."""
+    try:
+        found = json.loads(marker.read_text()) if marker.is_file() else None
+    except json.JSONDecodeError:
+        found = None
+    if not isinstance(found, dict) or {k: v for k, v in found.items() if k != "libraries"} != wanted:
+        return False
+    made_with, here = found.get("libraries"), image_libraries(split)
+    if made_with is not None and made_with != here:
+        log.warning("%s was generated with %s; this environment has %s: a fresh generation here may "
+                    "give other frames (delete the folder to regenerate)", marker.parent, made_with, here)
+    return True
