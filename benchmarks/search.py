@@ -22,7 +22,7 @@ import numpy as np
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.io import atomic_write, save_figure, write_json
-from lighttrack_nas.search.runner import run_search
+from lighttrack_nas.workflows.stages import stage_search
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,12 +43,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def _search(args: argparse.Namespace, out: Path, strategy: str, seed: int, workers: int | None) -> dict[str, Any]:
-    best = out / "best.json"
-    if best.exists():
-        return json.loads(best.read_text())
-    return run_search(args.config, args.supernet, out, flops_budget=args.flops_budget, params_budget=args.params_budget,
-                      threads=args.threads, workers=workers, strategy=strategy, seed=seed,
-                      resume=(out / "state.json").exists(), progress=not args.no_progress)
+    return stage_search(args.config, args.supernet, out, not args.no_progress, flops_budget=args.flops_budget,
+                        params_budget=args.params_budget, threads=args.threads, workers=workers, strategy=strategy,
+                        seed=seed)
 
 
 def best_so_far(candidates: Path) -> list[float]:

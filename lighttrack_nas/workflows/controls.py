@@ -16,7 +16,6 @@ them, the sequences; per-sequence AO differences, equally weighted).
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence as Seq
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..evaluate.metrics import paired_bootstrap
 from ..io import write_json
 from ..space.space import Architecture, SearchSpace
 from .ranking import StandaloneResults, standalone_recipe, train_and_score
+from .stages import stage_search
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
     from ..config import load_experiment
     from ..cost import CostTable
     from ..models import load_supernet
-    from ..search.runner import run_search
 
     if len(supernets) not in (1, len(seeds)):
         raise ValueError(f"give one supernet per seed ({len(seeds)}) or one for all, got {len(supernets)}")
@@ -84,11 +83,8 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         supernet = Path(supernets[i % len(supernets)])
         winners = {}
         for strategy in ("evolution", "random"):
-            folder = out / f"s{seed}" / strategy
-            found = json.loads((folder / "best.json").read_text()) if (folder / "best.json").exists() else \
-                run_search(search_config, supernet, folder, flops_budget=flops_budget, strategy=strategy, seed=seed,
-                           resume=(folder / "state.json").exists(), progress=progress)
-            winners[strategy] = found
+            winners[strategy] = stage_search(search_config, supernet, out / f"s{seed}" / strategy, progress,
+                                             flops_budget=flops_budget, strategy=strategy, seed=seed)
         net = load_supernet(supernet)
         table = CostTable(net)
         best = net.space.decode(winners["evolution"]["best"]["arch"])

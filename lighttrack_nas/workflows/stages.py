@@ -88,8 +88,11 @@ def stage_costs(checkpoint: Path, out: Path, samples: int, seed: int = 0) -> lis
     return rows
 
 
-def stage_search(config: str | Path, checkpoint: Path, out: Path, progress: bool = True) -> dict[str, Any]:
-    """The search of the config's ``search:`` section (its budgets), resumed if interrupted."""
+def stage_search(config: str | Path, checkpoint: str | Path, out: Path, progress: bool = True,
+                 **options: Any) -> dict[str, Any]:
+    """The search of the config's ``search:`` section (its budgets, or those in ``options``: any
+    :func:`~lighttrack_nas.search.runner.run_search` keyword): ``best.json`` when it has finished,
+    else run, resumed if interrupted."""
     if (out / "best.json").exists():
         return json.loads((out / "best.json").read_text())
-    return run_search(config, checkpoint, out, resume=(out / "state.json").exists(), progress=progress)
+    return run_search(config, checkpoint, out, resume=(out / "state.json").exists(), progress=progress, **options)

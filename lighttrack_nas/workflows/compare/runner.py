@@ -44,11 +44,10 @@ from ...data.sources import load_split
 from ...evaluate import evaluate_checkpoint
 from ...io import atomic_write, locked
 from ...models.build import read_checkpoint
-from ...search.runner import run_search
 from ...tracker import TrackerConfig, tracker_settings
 from ...train.baseline import BaselineTrainer
 from ..retrain import retrain
-from ..stages import stage_data, stage_train
+from ..stages import stage_data, stage_search, stage_train
 from .settings import Experiment, PrunedFamily
 
 log = logging.getLogger(__name__)
@@ -154,11 +153,6 @@ class Evaluator:
         return result
 
 
-def _search(exp: Experiment, supernet: Path, out: Path, budget: str, seed: int, progress: bool) -> None:
-    run_search(exp.nas_config, supernet, out, flops_budget=budget, seed=seed, resume=(out / "state.json").exists(),
-               progress=progress)
-
-
 def match_budget(network: nn.Module, nas_macs: float, dense_macs: float, prune: PruneSettings, tolerance: float,
                  tries: int = 5) -> dict[str, Any]:
     """The MACs fraction to prune ``network`` (the weights the pruning starts from) to so that it
@@ -236,8 +230,8 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
     nas_macs: dict[str, float] = {}
     for label in s.nas_budgets:
         search_dir, retrain_dir = nas_dir / f"search_{label}", nas_dir / f"retrain_{label}"
-        stages.run(f"{tag}/nas/search_{label}", (search_dir / "best.json").exists(), _search, exp, supernet,
-                   search_dir, label, seed, progress)
+        stages.run(f"{tag}/nas/search_{label}", (search_dir / "best.json").exists(), stage_search, exp.nas_config,
+                   supernet, search_dir, progress, flops_budget=label, seed=seed)
         best = json.loads((search_dir / "best.json").read_text())["best"]
         if best is None:
             raise RuntimeError(f"{search_dir / 'best.json'}: the search at {label} MACs found no architecture; "
