@@ -10,6 +10,7 @@ train: {epochs: 30, batch_size: 32, lr: {peak: 0.03}}
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,14 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"{path}: 'space' and 'data' are required")
     check_data_config(cfg["data"], f"{path}: data")
     return cfg
+
+
+def data_read(data: Mapping[str, Any], splits: Iterable[str]) -> dict[str, Any]:
+    """A ``data:`` section as far as work that reads only ``splits`` depends on it: those splits, and
+    no loader worker count (the key of a resumed search, of stand-alone results)."""
+    wanted = set(splits)
+    return {**{k: v for k, v in data.items() if k not in ("splits", "workers")},
+            "splits": {k: v for k, v in (data.get("splits") or {}).items() if k in wanted}}
 
 
 def check_train(train: Any, where: str = "train") -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from ..config import data_read
+
 if TYPE_CHECKING:
     from .fitness import SubnetEvaluator
 
@@ -58,9 +60,7 @@ class FitnessSpec:
     def identity(self) -> str:
         """What decides a candidate's scores, as the key a resumed search must match: the supernet is
         keyed apart (by its digest), splits the fitness never reads are left out, ``frames`` only when set."""
-        data = {k: v for k, v in self.data.items() if k not in ("splits", "workers")}
-        data["splits"] = {k: v for k, v in (self.data.get("splits") or {}).items() if k in ("train", self.split)}
-        key = {"data": data, "split": self.split, "sequences": self.sequences, "tracker": self.tracker,
+        key = {"data": data_read(self.data, ("train", self.split)), "split": self.split, "sequences": self.sequences, "tracker": self.tracker,
                "calibration_images": self.calibration_images, "calibration_batch": self.calibration_batch,
                "device": self.device, "threads": self.threads}
         if self.frames is not None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from ..config import config_differences
+from ..config import config_differences, data_read
 from ..io import locked, write_json
 from ..space.space import Architecture, SearchSpace
 
@@ -137,8 +137,7 @@ class StandaloneResults:
             data = _read_json(self.path)
             if data.get("version") != STANDALONE_VERSION:
                 raise ValueError(f"{self.path}: version {data.get('version')!r}, expected {STANDALONE_VERSION}")
-            changed = [] if recipe is None else config_differences(data["recipe"], recipe,
-                                                                   _irrelevant(data["recipe"], recipe))
+            changed = [] if recipe is None else config_differences(_read_parts(data["recipe"]), _read_parts(recipe))
             if changed:
                 raise ValueError(f"{self.path}: holds subnets trained with another recipe ({'; '.join(changed[:6])}); "
                                  "use another --out or the same config")
@@ -160,12 +159,10 @@ class StandaloneResults:
             write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
 
 
-def _irrelevant(*recipes: dict[str, Any]) -> frozenset[str]:
-    """Parts of recipes no stand-alone result depends on: loader workers and the splits neither
-    trained on nor scored (e.g. a test split made larger later)."""
-    keep = {"train"} | {r.get("split", "val") for r in recipes}
-    splits = {name for r in recipes for name in ((r.get("data") or {}).get("splits") or {})}
-    return frozenset({"data.workers"} | {f"data.splits.{name}" for name in splits - keep})
+def _read_parts(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe as far as its stand-alone results depend on it: of the data, only the splits trained on
+    and scored, no loader workers (a test split made larger later changes nothing)."""
+    return {**recipe, "data": data_read(recipe.get("data") or {}, ("train", recipe.get("split", "val")))}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
