@@ -195,7 +195,7 @@ class TrackerScore:
     @property
     def fitness(self) -> float:
         """The search's fitness: (AO + SR0.5) / 2 (REFERENCE.md section 1)."""
-        return (self.got10k.ao + self.got10k.sr50) / 2
+        return (self.ao + self.sr50) / 2
 
     def to_dict(self, per_sequence: bool = True) -> dict:
         """``ao``, ``sr50``, ``sr75``, ``fitness``, ``success_auc``, ``precision20``, ``norm_precision20``,

@@ -250,9 +250,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     ``budgets`` the search could pay (``KxF``: K sequences of their first F frames, the search's
     ``val_sequences`` x ``val_frames``): the first K sequences against the next K, and the first K's
     ranking against the stand-alone AO. The tracker is causal, so every budget is scored from the
-    same whole-sequence boxes. Each subnet's
-    tracked boxes are kept in ``out/inherited/`` (bound to the supernet's digest and the calibration),
-    so re-ranking after more stand-alone subnets have finished tracks only the new ones."""
+    same whole-sequence boxes. Each subnet's tracked boxes are kept in ``out/inherited/`` (keyed by the
+    supernet's digest, the calibration, the data, the tracker and the thread count), so re-ranking after
+    more stand-alone subnets have finished tracks only the new ones."""
     import hashlib
     import io
 
@@ -261,10 +261,10 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
 
     from ..data.pairs import calibration_batches
     from ..data.sources import load_split
-    from ..evaluate.tracking import track_sequences
-    from ..models import load_supernet
     from ..evaluate.results import score_tracks
+    from ..evaluate.tracking import track_sequences
     from ..io import atomic_write
+    from ..models import load_supernet
     from ..search.fitness import recalibrate_batchnorm
     from ..search.runner import file_digest
     from ..tracker import TrackerConfig
