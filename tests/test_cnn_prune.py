@@ -83,7 +83,7 @@ def test_spec_round_trip_and_clear_width_errors():
     bad = {**MICRO_CNN, "widths": {**MICRO_CNN["widths"], "stem": 0}}
     with pytest.raises(ValueError, match=r"model.widths.stem: expected a positive integer"):
         build_model(bad)
-    with pytest.raises(ValueError, match=r"model.family: 'resnet' is not one of \['cnn', 'hybrid', 'vit'\]"):
+    with pytest.raises(ValueError, match=r"model.family: 'resnet' is not one of \['cnn', 'hybrid', 'lighttrack_net', 'vit'\]"):
         build_model({**MICRO_CNN, "family": "resnet"})
 
 
@@ -188,3 +188,86 @@ def test_prune_tool_end_to_end_and_resume(cnn_config, dense_checkpoint, tmp_path
     assert resumed["pruned"]["widths"] == report["pruned"]["widths"]
     with pytest.raises(ValueError, match="was pruned for"):
         prune_checkpoint(cfg, dense_checkpoint, out, 0.5, criterion="slimming", resume=True, progress=False)
+
+
+# ---------------------------------------------------------------- a LightTrack subnet as a dense family
+
+
+@pytest.fixture(scope="module")
+def lighttrack_config(micro_config, tmp_path_factory):
+    """The micro experiment whose model is the space's largest subnet (family lighttrack_net), from
+    the ImageNet start, with a prune section (2-iteration trainings)."""
+    cfg = yaml.safe_load(Path(micro_config).read_text())
+    cfg["model"] = {"family": "lighttrack_net", "arch": "largest"}
+    cfg["train"].update({"epochs": 1, "iters_per_epoch": 2, "batch_size": 2, "freeze_backbone_epochs": 0,
+                         "checkpoint_every": 1, "pretrained_backbone": "efficientnet-lite0"})
+    short = {"epochs": 1, "iters_per_epoch": 2}
+    cfg["prune"] = {"sparsity": {"l1": 1e-3, "train": short}, "finetune": {"train": short},
+                    "latency": {"threads": 1, "min_run_time": 0.01}}
+    path = tmp_path_factory.mktemp("ltn") / "lighttrack_micro.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_lighttrack_net_spec_resolves_the_experiment_space_and_the_largest_architecture(lighttrack_config):
+    from lighttrack_nas.cost import CostTable
+    from lighttrack_nas.train.baseline import model_spec
+
+    cfg = load_experiment(lighttrack_config)
+    spec = model_spec(cfg)
+    space = experiment_space(cfg)
+    assert spec["space"] == space.to_dict() and space.settings["search_size"] == 64
+    table = CostTable(build_supernet(space))
+    macs = table.macs(space.decode(spec["arch"]))
+    assert all(table.macs(space.sample(s)) <= macs for s in range(20))
+    assert build_model(spec).spec() == {**spec, "channels": {}}   # the dense network: nothing differs
+
+
+def test_a_pruned_lighttrack_subnet_reloads_from_its_spec(lighttrack_config):
+    space = experiment_space(load_experiment(lighttrack_config))
+    torch.manual_seed(0)
+    net = build_supernet(space).extract(space.sample(3)).eval()
+    result = prune_to_budget(net, 0.5, "macs", "magnitude", progress=False)
+    assert result.pruned["macs"] <= 0.5 * result.dense["macs"]
+    spec = net.spec()
+    assert spec["channels"] and all(k.startswith(("backbone.", "norm.", "cls_tower.", "reg_tower."))
+                                    for k in spec["channels"])  # the neck and the predictors' outputs are kept
+    assert net.neck.adjust.out_channels == space.settings["neck_channels"]
+    rebuilt = build_model(spec)
+    rebuilt.load_state_dict(net.state_dict())
+    z, x = torch.randn(1, 3, net.template_size, net.template_size), torch.randn(1, 3, net.search_size, net.search_size)
+    with torch.no_grad():
+        for a, b in zip(net(z, x), rebuilt.eval()(z, x)):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"model.channels\['backbone.nope'\]"):
+        build_model({**spec, "channels": {"backbone.nope": [1, 1, 1]}})
+    with pytest.raises(ValueError, match=r"expected 3 positive integers"):
+        build_model({**spec, "channels": {"backbone.0.0": [3, 0]}})
+
+
+def test_lighttrack_net_trains_from_the_imagenet_start_prunes_and_fine_tunes(lighttrack_config, tmp_path):
+    from lighttrack_nas.models.pretrained import init_backbone
+    from lighttrack_nas.train.baseline import model_spec
+
+    cfg = load_experiment(lighttrack_config)
+    spec = model_spec(cfg)
+    space = experiment_space(cfg)
+    fresh, donor = build_model(spec), build_supernet(space)
+    init_backbone(fresh, "efficientnet-lite0")
+    init_backbone(donor, "efficientnet-lite0")  # the supernet's own transfer, then the same path
+    expected = donor.extract(space.decode(spec["arch"])).state_dict()
+    for name, _ in fresh.backbone.named_parameters():
+        if ".se.reduce." in name:  # random by design: the transfer's SE gate is neutral through zero expand weights
+            continue
+        assert torch.equal(fresh.state_dict()[f"backbone.{name}"], expected[f"backbone.{name}"])
+
+    dense = tmp_path / "dense"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_baseline.py"), "--config", str(lighttrack_config),
+                           "--out", str(dense), "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert read_checkpoint(dense / "checkpoint.pt")["kind"] == "lighttrack_net"
+    report = prune_checkpoint(cfg, dense / "checkpoint.pt", tmp_path / "pruned", 0.5, progress=False)
+    assert report["criterion"] == "slimming" and report["achieved"]["macs"] <= 0.5
+    assert report["pruned"]["widths"]["arch"] == spec["arch"] and report["pruned"]["widths"]["channels"]
+    model = load_tracking_model(tmp_path / "pruned" / "checkpoint.pt", None)
+    assert measure(model)["macs"] == report["pruned"]["macs"]

@@ -36,9 +36,10 @@ from .prune import BUDGET_KINDS, CRITERIA, MinWidths, PruneResult, check_budget,
 from .vit_prune import (SCOPES, SlimTrainer, TransformerMinWidths, check_transformer_budget, slim_to_budget,
                         torch_prune_to_budget)
 
-FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {"cnn": CRITERIA, "vit": ("torch-pruning", "vit-slim"),
-                                               "hybrid": ("vit-slim",)}
-DEFAULT_CRITERION = {"cnn": "slimming", "vit": "vit-slim", "hybrid": "vit-slim"}
+CHANNEL_FAMILIES = ("cnn", "lighttrack_net")  # pruned by prune.prune_to_budget (convolution channels)
+FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {"cnn": CRITERIA, "lighttrack_net": CRITERIA,
+                                               "vit": ("torch-pruning", "vit-slim"), "hybrid": ("vit-slim",)}
+DEFAULT_CRITERION = {"cnn": "slimming", "lighttrack_net": "slimming", "vit": "vit-slim", "hybrid": "vit-slim"}
 SPARSITY_CRITERIA = ("slimming", "vit-slim")  # the criteria with a sparsity training
 PRUNE_DEFAULTS: dict[str, Any] = {
     "criterion": None, "budget_kind": "macs", "norm": 1, "min_width": 1, "min_width_layers": {},
@@ -135,7 +136,7 @@ def check_model_budget(model: nn.Module, budget: float, kind: str,
                        settings: PruneSettings) -> tuple[dict[str, int], dict[str, int]]:
     """(dense cost, smallest achievable cost) of a network of any family; raises BudgetError when
     ``budget`` cannot be met with the settings' minimum widths."""
-    if _family(model, settings) == "cnn":
+    if _family(model, settings) in CHANNEL_FAMILIES:
         return check_budget(model, budget, kind, settings.min_widths)
     return check_transformer_budget(model, budget, kind, settings.transformer_widths)
 
@@ -143,10 +144,10 @@ def check_model_budget(model: nn.Module, budget: float, kind: str,
 def prune_model(model: nn.Module, budget: float, kind: str, settings: PruneSettings,
                 progress: bool = True) -> PruneResult:
     """Prune ``model`` (any family) in place to at most ``budget`` x its dense ``kind`` (macs or
-    params) by ``settings.criterion``: ``cnn`` -> :func:`~.prune.prune_to_budget`; ``vit-slim`` ->
+    params) by ``settings.criterion``: ``cnn`` and ``lighttrack_net`` -> :func:`~.prune.prune_to_budget`; ``vit-slim`` ->
     :func:`~.vit_prune.slim_to_budget` (scope by :meth:`PruneSettings.scope_for`); ``torch-pruning``
     -> :func:`~.vit_prune.torch_prune_to_budget`."""
-    if _family(model, settings) == "cnn":
+    if _family(model, settings) in CHANNEL_FAMILIES:
         return prune_to_budget(model, budget, kind, settings.criterion, settings.min_widths, settings.norm, progress)
     if settings.criterion == "torch-pruning":
         return torch_prune_to_budget(model, budget, kind, settings.transformer_widths, settings.norm, progress)
@@ -171,10 +172,13 @@ def sparsity_trainer(cfg: Mapping[str, Any], settings: PruneSettings, dense: nn.
 
 
 def network_widths(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The width entries of a ``model_spec``: ``widths`` (cnn), embedding, layers and towers (vit),
-    CNN widths, embedding, encoder and decoder (hybrid)."""
+    """The width entries of a ``model_spec``: ``widths`` (cnn), the architecture and the layers pruned
+    from it (lighttrack_net), embedding, layers and towers (vit), CNN widths, embedding, encoder and
+    decoder (hybrid)."""
     if spec["family"] == "cnn":
         return dict(spec["widths"])
+    if spec["family"] == "lighttrack_net":
+        return {"arch": spec["arch"], "channels": dict(spec["channels"])}
     keys = ("embed_dim", "layers", "cls_tower", "reg_tower") if spec["family"] == "vit" else (
         "widths", "embed_dim", "encoder", "decoder")
     return {k: spec[k] for k in keys}

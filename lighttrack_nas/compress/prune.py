@@ -119,18 +119,20 @@ class ChannelGraph:
 
     @classmethod
     def of_tracking_net(cls, model: TrackingNet) -> "ChannelGraph":
-        """The prunable part of a CNN tracking network: backbone -> position norms, and the towers
-        fed from a stand-in neck output (the neck and the predictors' outputs are kept)."""
+        """The prunable part of a convolutional tracking network (the CNN, a LightTrack subnet):
+        backbone -> position norms, and the towers fed by the neck's output conv from a stand-in
+        correlation (the neck, so the towers' inputs, and the predictors' outputs are kept; a
+        depthwise first tower layer is therefore kept at the neck's width too)."""
         backbone, norm, neck, cls_tower, reg_tower, stride = model._parts()
         side = model.search_size // stride
-        stand_in = torch.zeros(1, neck.adjust.out_channels, side, side)
+        stand_in = torch.zeros(1, neck.adjust.in_channels, side, side)
 
         def trace(_: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-            feat = backbone(x)
-            return [norm.template(feat), norm.search(feat), cls_tower(stand_in), reg_tower(stand_in)]
+            feat, head_in = backbone(x), neck.adjust(stand_in)
+            return [norm.template(feat), norm.search(feat), cls_tower(head_in), reg_tower(head_in)]
 
         return cls(model, torch.zeros(1, 3, model.search_size, model.search_size), trace,
-                   [neck, *(m.conv for m in model.modules() if isinstance(m, Predictor))])
+                   [neck, neck.adjust, *(m.conv for m in model.modules() if isinstance(m, Predictor))])
 
     def groups(self, min_widths: MinWidths) -> list[tuple[Any, str, int, int]]:
         """``(group, root module name, channels, minimum)`` of every prunable group."""

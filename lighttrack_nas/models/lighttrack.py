@@ -162,21 +162,96 @@ class LightTrackSupernet(TrackingNet):
         towers = {k: _drop_skips(freeze(self.towers[k], self.arch)) for k in ("cls", "reg")}
         return LightTrackSubnet(str(self.arch), self.template_size, self.search_size, p.stride, backbone,
                                 copy.deepcopy(self.position_norms[p.value]), copy.deepcopy(self.necks[str(p.stride)]),
-                                towers["cls"], towers["reg"])
+                                towers["cls"], towers["reg"], self.space)
 
 
+SUBNET_SPEC_KEYS = {"family", "space", "arch", "channels"}
+
+
+@register_model("lighttrack_net")
 class LightTrackSubnet(TrackingNet):
-    """One architecture of the space as a plain network (no choices, no unused weights)."""
+    """One architecture of the space as a plain network (no choices, no unused weights).
+
+    It is also the stand-alone family ``lighttrack_net`` (a dense tracker of the space that other
+    methods, e.g. channel pruning, start from); its ``model_spec`` rebuilds it, pruned or not::
+
+        family: lighttrack_net
+        space: {...}              # the space (a mapping, or a YAML path), with the crop sizes it ran at
+        arch: "s1:k3e4-...|..."   # the architecture
+        channels:                 # only the layers whose widths differ from the architecture's own
+          backbone.3.expand.0: [16, 48, 1]   # Conv2d: [in, out, groups]
+          backbone.3.expand.1: [48]          # BatchNorm2d: [features]
+    """
 
     def __init__(self, arch: str, template_size: int, search_size: int, stride: int, backbone: nn.Sequential,
-                 norm: PositionNorm, neck: CorrelationNeck, cls_tower: nn.Sequential, reg_tower: nn.Sequential):
+                 norm: PositionNorm, neck: CorrelationNeck, cls_tower: nn.Sequential, reg_tower: nn.Sequential,
+                 space: SearchSpace | None = None):
         super().__init__()
         self.arch, self.template_size, self.search_size, self._stride = arch, template_size, search_size, stride
         self.backbone, self.norm, self.neck = backbone, norm, neck
         self.cls_tower, self.reg_tower = cls_tower, reg_tower
+        self.space = space
+        self._own_shapes = layer_shapes(self)  # the architecture's widths: spec() records what differs
 
     def _parts(self):
         return self.backbone, self.norm, self.neck, self.cls_tower, self.reg_tower, self._stride
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "LightTrackSubnet":
+        """The network of a ``model:`` section or checkpoint ``model_spec`` (see the class docstring)."""
+        unknown = sorted(set(spec) - SUBNET_SPEC_KEYS)
+        missing = sorted({"space", "arch"} - set(spec))
+        if unknown or missing:
+            raise ValueError(f"model ({spec.get('family')}): " + (f"unknown key(s) {unknown}; " if unknown else "")
+                             + (f"missing {missing}; " if missing else "") + f"allowed: {sorted(SUBNET_SPEC_KEYS)}")
+        space = spec["space"]
+        space = SearchSpace.from_dict(space, "model.space") if isinstance(space, Mapping) else SearchSpace.from_yaml(space)
+        net = LightTrackSupernet(space).extract(space.decode(str(spec["arch"])))
+        net.reshape(spec.get("channels") or {})
+        return net
+
+    def spec(self) -> dict[str, Any]:
+        """Plain data that rebuilds this network: its space, architecture and the widths that differ
+        from the architecture's (read from the modules, so a pruned network reports its widths)."""
+        if self.space is None:
+            raise ValueError("this subnet does not know its search space (build it with extract or from_spec)")
+        own, now = self._own_shapes, layer_shapes(self)
+        return {"family": "lighttrack_net", "space": self.space.to_dict(), "arch": self.arch,
+                "channels": {name: shape for name, shape in now.items() if own.get(name) != shape}}
+
+    def reshape(self, channels: Mapping[str, Any]) -> None:
+        """Rebuild (freshly initialised) the Conv2d / BatchNorm2d layers named in ``channels`` at the
+        given widths (``[in, out, groups]`` / ``[features]``); errors name the layer."""
+        modules = dict(self.named_modules())
+        for name, shape in channels.items():
+            layer = modules.get(name)
+            where = f"model.channels[{name!r}]"
+            if not isinstance(layer, (nn.Conv2d, nn.BatchNorm2d)):
+                raise ValueError(f"{where}: no Conv2d or BatchNorm2d of that name in architecture {self.arch}")
+            size = 3 if isinstance(layer, nn.Conv2d) else 1
+            if (not isinstance(shape, (list, tuple)) or len(shape) != size
+                    or not all(isinstance(v, int) and v >= 1 for v in shape)):
+                raise ValueError(f"{where}: expected {size} positive integers "
+                                 f"({'[in, out, groups]' if size == 3 else '[features]'}), got {shape!r}")
+            if isinstance(layer, nn.Conv2d):
+                c_in, c_out, groups = shape
+                new: nn.Module = nn.Conv2d(c_in, c_out, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                                           groups, layer.bias is not None, layer.padding_mode)
+            else:
+                new = nn.BatchNorm2d(shape[0], layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
+            parent, _, attr = name.rpartition(".")
+            setattr(self.get_submodule(parent) if parent else self, attr, new)
+
+
+def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """``[in, out, groups]`` of every Conv2d and ``[features]`` of every BatchNorm2d of ``model``, by name."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = [m.in_channels, m.out_channels, m.groups]
+        elif isinstance(m, nn.BatchNorm2d):
+            out[name] = [m.num_features]
+    return out
 
 
 class _RunLayers(nn.Module):

@@ -157,17 +157,30 @@ def init_from_efficientnet_lite0(supernet: nn.Module, state: dict[str, torch.Ten
 
 def init_backbone(model: nn.Module, source: str) -> None:
     """Initialise ``model``'s backbone from ``source``: ``efficientnet-lite0`` (a LightTrack supernet:
-    :func:`init_from_efficientnet_lite0`) or a checkpoint path whose tensors of the same names and
-    shapes as ``model``'s backbone parameters (and their BatchNorm buffers) are loaded."""
+    :func:`init_from_efficientnet_lite0`; a LightTrack subnet that knows its space: the same path of
+    a supernet so initialised) or a checkpoint path whose tensors of the same names and shapes as
+    ``model``'s backbone parameters (and their BatchNorm buffers) are loaded."""
+    from .lighttrack import LightTrackSubnet, LightTrackSupernet
+
     if source == SOURCE_NAME:
+        if isinstance(model, LightTrackSubnet) and model.space is not None:
+            supernet = LightTrackSupernet(model.space)
+            init_from_efficientnet_lite0(supernet)
+            _load_backbone(model, supernet.extract(model.space.decode(model.arch)).state_dict(), source)
+            return
         if not hasattr(model, "layers") or not hasattr(model, "space"):
-            raise ValueError(f"pretrained_backbone: {SOURCE_NAME} initialises LightTrack supernets only, "
+            raise ValueError(f"pretrained_backbone: {SOURCE_NAME} initialises LightTrack supernets and subnets only, "
                              f"not {type(model).__name__}")
         init_from_efficientnet_lite0(model)
         return
     from .build import read_checkpoint
 
-    state = read_checkpoint(source)["model"]
+    _load_backbone(model, read_checkpoint(source)["model"], source)
+
+
+def _load_backbone(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load the tensors of ``state`` named and shaped as ``model``'s backbone parameters and their
+    BatchNorm buffers; ValueError naming ``source`` when none matches."""
     own = model.state_dict()
     backbone = {id(p) for p in model.backbone_parameters()}
     names = {n for n, p in model.named_parameters() if id(p) in backbone}

@@ -17,7 +17,10 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..cost.table import CostTable
 from ..models.build import build_model as build_from_spec
+from ..models.build import build_supernet, load_space
+from ..space.space import SearchSpace, experiment_space, largest_architecture
 from .trainer import Trainer
 
 
@@ -29,6 +32,27 @@ def model_section(cfg: Mapping[str, Any], where: str = "experiment") -> dict[str
     return dict(spec)
 
 
+def model_spec(cfg: Mapping[str, Any], where: str = "experiment") -> dict[str, Any]:
+    """The spec that builds the experiment's ``model:``: a ``lighttrack_net`` section takes the
+    experiment's space (``space`` + ``space_settings``) unless it names one, and its ``arch`` may be
+    ``largest`` (the space's architecture of most MACs); other families' sections as written."""
+    spec = model_section(cfg, where)
+    if spec["family"] == "lighttrack_net":
+        if "arch" not in spec:
+            raise ConfigError(f"{where}: model.arch is required for family lighttrack_net (an architecture, or "
+                              f"'largest')")
+        if "space" not in spec:
+            if "space" not in cfg:
+                raise ConfigError(f"{where}: model.space or the experiment's space is required for family "
+                                  f"lighttrack_net")
+            spec["space"] = experiment_space(cfg).to_dict()
+        if spec["arch"] == "largest":
+            space = spec["space"]
+            space = SearchSpace.from_dict(space, "model.space") if isinstance(space, Mapping) else load_space(space)
+            spec["arch"] = str(largest_architecture(space, CostTable(build_supernet(space)).macs))
+    return spec
+
+
 class BaselineTrainer(Trainer):
     """Trains ``spec``'s network (default: the config's ``model:`` section), optionally from
     ``init_state`` weights; ``bn_l1`` adds ``bn_l1 * sign(gamma)`` to every BatchNorm scale's gradient."""
@@ -36,7 +60,7 @@ class BaselineTrainer(Trainer):
     def __init__(self, cfg: dict[str, Any], out_dir: str | Path, spec: Mapping[str, Any] | None = None,
                  init_state: Mapping[str, torch.Tensor] | None = None, bn_l1: float = 0.0,
                  max_iters: int | None = None, progress: bool = True):
-        self.spec = dict(spec) if spec is not None else model_section(cfg)
+        self.spec = dict(spec) if spec is not None else model_spec(cfg)
         self.kind = str(self.spec["family"])
         self.init_state, self.bn_l1 = init_state, float(bn_l1)
         super().__init__(cfg, out_dir, max_iters, progress)
