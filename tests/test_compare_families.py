@@ -30,7 +30,12 @@ def families_compare(micro_config) -> dict:
     cfg["compare"]["families"] = {
         "vit": {"model": FAMILY_VIT, "train": dict(SHORT),
                 "prune": {**MICRO_VIT_PRUNE, "criteria": ["vit-slim", "torch-pruning"]}},
-        "hybrid": {"model": FAMILY_HYBRID, "train": dict(SHORT), "prune": dict(MICRO_VIT_PRUNE)}}
+        "hybrid": {"model": FAMILY_HYBRID, "train": dict(SHORT), "prune": dict(MICRO_VIT_PRUNE)},
+        # the space's largest subnet (6.8 M MACs) from the ImageNet start, as the NAS supernet starts (issue 29)
+        "lite0": {"model": {"family": "lighttrack_net", "arch": "largest"},
+                  "train": {**SHORT, "pretrained_backbone": "efficientnet-lite0"},
+                  "prune": {"sparsity": {"train": dict(SHORT)}, "finetune": {"train": dict(SHORT)},
+                            "latency": {"threads": 1, "min_run_time": 0.01}}}}
     cfg["compare"]["compresstracker"] = {"teacher": "vit", "ablation": 1, "train": dict(SHORT)}
     return cfg
 
@@ -50,7 +55,8 @@ def test_every_family_and_method_has_its_rows(run):
         rows = list(csv.DictReader(f))
     methods = {(r["family"], r["method"]) for r in rows}
     assert {("vit", "dense"), ("vit", "pruned-vit-slim"), ("vit", "pruned-torch-pruning"), ("hybrid", "dense"),
-            ("hybrid", "pruned-vit-slim"), ("cnn", "pruned-slimming"), ("nas", "nas-supernet")} <= methods
+            ("hybrid", "pruned-vit-slim"), ("cnn", "pruned-slimming"), ("nas", "nas-supernet"),
+            ("lite0", "dense"), ("lite0", "pruned-slimming")} <= methods
     ablation = {r["method"]: r for r in rows if r["kind"] == "compressed"}
     assert set(ablation) == {"compresstracker-plain", "compresstracker-replacement",
                              "compresstracker-replacement+guidance", "compresstracker"}
@@ -61,7 +67,7 @@ def test_every_family_and_method_has_its_rows(run):
         if r["family"] in ("vit", "hybrid") and r["kind"] == "extreme":
             dense = next(d for d in rows if d["family"] == r["family"] and d["kind"] == "dense")
             assert int(r["macs"]) <= float(r["budget_fraction"]) * int(dense["macs"])
-        if r["kind"] == "matched" and r["family"] in ("vit", "hybrid"):
+        if r["kind"] == "matched" and r["family"] in ("vit", "hybrid", "lite0"):
             assert abs(float(r["macs_vs_nas"])) <= 0.10, (r["family"], r["method"], r["macs_vs_nas"])
     assert all((out / "vit" / "seed0" / c / "prune_3.5M").is_dir() for c in ("vit-slim", "torch-pruning"))
 
@@ -75,7 +81,7 @@ def test_report_covers_every_family(run):
         assert text in report, text
     pairs = {(e["family"], e["method"]) for e in summary["matched"]}
     assert pairs == {("cnn", "pruned-slimming"), ("vit", "pruned-vit-slim"), ("vit", "pruned-torch-pruning"),
-                     ("hybrid", "pruned-vit-slim")}
+                     ("hybrid", "pruned-vit-slim"), ("lite0", "pruned-slimming")}
     assert (out / "stability.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "success_compresstracker.png").exists()
     stages = json.loads((out / "stages.json").read_text())
