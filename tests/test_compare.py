@@ -3,6 +3,7 @@ budgets and one extreme budget, a few iterations per stage; outputs, matched MAC
 import csv
 import json
 import runpy
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from lighttrack_nas.workflows.compare import compare, matched_table, prepare
 from lighttrack_nas.config import ConfigError
 from lighttrack_nas.machine import machine_info
+from lighttrack_nas.tracker import TrackerConfig
 
 from conftest import ROOT
 
@@ -257,3 +259,26 @@ def test_stability_plot_draws_a_spread_band_over_seeds(tmp_path, monkeypatch):
     (low, high), = bands
     assert low == pytest.approx([0.8] * 2) and high == pytest.approx([1.0] * 2)  # retained 0.8 / 0.9 / 1.0: 0.9 +- 0.1
     assert plot_stability(rows[:1] + rows[3:5], tmp_path / "one.png").stat().st_size > 0 and len(bands) == 1
+
+
+def test_tracker_tuning_per_family_on_val_is_used_for_every_tracker_of_the_family(run, micro_config, tmp_path):
+    pytest.importorskip("ray")
+    _, finished_out, _, _ = run
+    out = tmp_path / "out"
+    shutil.copytree(finished_out, out)  # everything trained: only the tunings and the re-evaluations run
+    cfg = micro_compare(micro_config)
+    cfg["compare"]["tune"] = {"trials": 2, "sequences": 1, "workers": 1}
+    compare(_write(tmp_path / "tuned.yaml", cfg), out, progress=False)
+    for family in ("nas", "cnn"):
+        folder = out / "tune" / family / "seed0"
+        record = json.loads((folder / "tune.json").read_text())
+        assert record["split"] == "val" and record["sequences"] == 1 and record["trials"] == 2
+        tuned = TrackerConfig.from_yaml(folder / "tracker.yaml").to_dict()
+        results = [json.loads(p.read_text()) for p in out.rglob("test.json")]
+        own = [r for r in results if r["family"] == family]
+        assert own and all(r["tracker"] == tuned for r in own)  # re-tracked where the tuning moved them
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["seed0/tune/nas"]["last"] == "ran" and stages["seed0/tune/cnn"]["last"] == "ran"
+    with pytest.raises(ConfigError, match=r"compare.tune.trials must be an integer >= 0, got -1"):
+        cfg["compare"]["tune"]["trials"] = -1
+        prepare(_write(tmp_path / "bad.yaml", cfg), tmp_path / "bad")

@@ -126,6 +126,7 @@ class Evaluator:
         self.exp = exp
         self.sequences: list[Sequence] = load_split(exp.nas["data"], exp.settings.split)
         self.tracker = TrackerConfig.from_dict(tracker_settings(exp.nas))
+        self.tuned: dict[tuple[str, int], TrackerConfig] = {}
         digest = hashlib.sha256()
         for seq in self.sequences:  # names and ground truth: a regenerated split is another split
             digest.update(seq.name.encode())
@@ -133,22 +134,55 @@ class Evaluator:
         self.split_id = digest.hexdigest()[:16]
 
     def done(self, folder: Path) -> bool:
-        """Whether ``folder/test.json`` holds an evaluation on today's split (one made on another version
-        of the split, e.g. before the frozen test split, is done again)."""
+        """Whether ``folder/test.json`` holds an evaluation on today's split with the tracker settings its
+        family runs with now (one made on another version of the split, e.g. before the frozen test
+        split, or before its family's tuning, is done again)."""
         path = folder / TEST_FILE
-        return path.exists() and json.loads(path.read_text()).get("split_id") == self.split_id
+        if not path.exists():
+            return False
+        result = json.loads(path.read_text())
+        return result.get("split_id") == self.split_id and result.get("tracker") == self.tracker_of(result).to_dict()
+
+    def tune(self, stages: StageLog, out: Path, family: str, seed: int, checkpoint: Path) -> None:
+        """With ``compare.tune.trials`` > 0: the tracker hyper-parameters of ``family`` at ``seed``,
+        tuned (Ray Tune) on the first ``compare.tune.sequences`` val sequences with ``checkpoint`` (the
+        family's first tracker: its dense network, or the NAS subnet of the first budget) into
+        ``out/tune/{family}/seed{seed}/``; every tracker of the family and seed is then tracked with
+        them. The test split is never used."""
+        s = self.exp.settings
+        if s.tune_trials == 0 or (family, seed) in self.tuned:
+            return
+        folder = out / "tune" / family / f"seed{seed}"
+
+        def run() -> None:
+            from ...models import load_tracking_model
+            from ...search.tuning import tune_tracker, write_tuning
+
+            sequences = load_split(self.exp.nas["data"], "val")[: s.tune_sequences]
+            result = tune_tracker(load_tracking_model(checkpoint, None), sequences, self.tracker, s.tune_trials,
+                                  folder, workers=s.tune_workers, seed=seed)
+            write_tuning(result, folder, {"split": "val", "sequences": len(sequences), "family": family, "seed": seed,
+                                          "arch": str(checkpoint), "trials_requested": s.tune_trials})
+
+        stages.run(f"seed{seed}/tune/{family}", (folder / "tracker.yaml").exists(), run)
+        self.tuned[(family, seed)] = TrackerConfig.from_yaml(folder / "tracker.yaml")
+
+    def tracker_of(self, row: dict[str, Any]) -> TrackerConfig:
+        """The tracker settings a row's tracker runs with (its family's tuned ones, else the config's)."""
+        return self.tuned.get((row.get("family"), row.get("seed")), self.tracker)
 
     def __call__(self, checkpoint: Path, folder: Path, row: dict[str, Any]) -> dict[str, Any]:
         """Evaluate ``checkpoint`` (fused form, ``latency.threads`` torch threads) and write
         ``folder/test.json``: ``row`` plus the metrics, cost and latency."""
         s = self.exp.settings
-        evaluated = evaluate_checkpoint(checkpoint, self.sequences, self.tracker, threads=s.latency_threads,
+        tracker = self.tracker_of(row)
+        evaluated = evaluate_checkpoint(checkpoint, self.sequences, tracker, threads=s.latency_threads,
                                         results=folder / "test")
         latency = network_latency(evaluated.model, s.latency_threads, s.latency_min_run_time)
         result = {**row, "split": s.split, "split_id": self.split_id, "sequences": len(self.sequences),
                   "checkpoint": str(checkpoint),
                   "latency_ms": latency.ms, "latency_iqr_ms": latency.iqr * 1e3, "latency_threads": s.latency_threads,
-                  **evaluated.to_dict(), "tracker": self.tracker.to_dict()}
+                  **evaluated.to_dict(), "tracker": tracker.to_dict()}
         atomic_write(folder / TEST_FILE, json.dumps(result, indent=2))
         return result
 
@@ -251,6 +285,7 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
         row = {"family": "nas", "method": f"nas-{s.nas_init}", "seed": seed, "budget": label, "kind": "nas",
                "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases,
                "selection_evaluations": searched["evaluations"]}
+        evaluate.tune(stages, out, "nas", seed, retrain_dir / "checkpoint.pt")
         stages.run(f"{tag}/eval/nas_{label}", evaluate.done(retrain_dir), evaluate,
                    retrain_dir / "checkpoint.pt", retrain_dir, row)
     return nas_macs
@@ -264,6 +299,7 @@ def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, ev
     stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
                lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
     phase = dense_phase(family, seed)
+    evaluate.tune(stages, out, family.name, seed, dense_dir / "checkpoint.pt")
     stages.run(f"{tag}/eval/{family.name}_dense", evaluate.done(dense_dir), evaluate,
                dense_dir / "checkpoint.pt", dense_dir,
                {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
@@ -336,6 +372,7 @@ def run_compresstracker(exp: Experiment, out: Path, seed: int, evaluate: Evaluat
         raise ValueError(f"{teacher}: the {plan.teacher} teacher of seed {seed} has not finished its training; run "
                          f"the {plan.teacher} group to its end first (or together with compresstracker)")
     teacher_phase = dense_phase(exp.family(plan.teacher), seed)
+    evaluate.tune(stages, out, plan.teacher, seed, teacher)  # the students track with their family's settings
     for label, layers, switches in plan.variants:
         cfg = plan.experiment(seed)
         cfg["compress"] = {**(cfg.get("compress") or {}), **switches}

@@ -25,6 +25,10 @@ space, data, supernet training and the ``search:`` section) plus a ``compare:`` 
           model: vit_tiny.yaml
           train: {...}
           prune: {from: prune_vit_tiny.yaml, criteria: [vit-slim, torch-pruning]}
+      tune:                       # optional: tracker hyper-parameters tuned per family and seed on val (Ray Tune)
+        trials: 16                # 0 (default): every tracker uses the config's tracker: settings
+        sequences: 16             # the first N val sequences
+        workers: 2                # concurrent Ray trials
       compresstracker:            # optional: CompressTracker students of a family's dense tracker
         from: compress_vit_tiny.yaml   # its compress: section (and its keys below override it)
         teacher: vit              # the family whose dense tracker (per seed) is the teacher
@@ -52,7 +56,7 @@ from ...search.settings import SearchSettings, parse_count
 from ..retrain import INITS
 from ...config import DEFAULT_TRAIN, load_experiment
 
-COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker"}
+COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker", "tune"}
 NAS_KEYS = {"budgets", "init", "train"}
 CNN_KEYS = {"model", "train"}
 FAMILY_KEYS = {"model", "train", "prune"}
@@ -63,6 +67,7 @@ ABLATION = (("plain", {"replacement": False, "guidance": False, "mimic": False})
             ("mimicking", {"replacement": True, "guidance": True, "mimic": True}))
 """CompressTracker's ablation: each variant adds one component (the last is the full method)."""
 LATENCY_DEFAULTS: dict[str, Any] = {"threads": 1, "min_run_time": 0.5}
+TUNE_DEFAULTS: dict[str, Any] = {"trials": 0, "sequences": 16, "workers": 1}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,9 @@ class CompareSettings:
     nas_budgets: tuple[str, ...]          # MACs budgets as written (600M, 25M): directory and table labels
     nas_init: str
     extreme_budgets: tuple[float, ...]    # fractions of the dense CNN's MACs
+    tune_trials: int = 0                  # tracker tuning per family and seed (0: off)
+    tune_sequences: int = 16
+    tune_workers: int = 1
 
     @staticmethod
     def nas_macs(label: str) -> float:
@@ -190,6 +198,10 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
     latency = deep_merge(LATENCY_DEFAULTS, _section(data, "latency", set(LATENCY_DEFAULTS), config))
     threads = Field(int, low=1)(latency["threads"], _where(config, "latency.threads"))
     min_run_time = Field(low=0, low_open=True)(latency["min_run_time"], _where(config, "latency.min_run_time"))
+    tune = deep_merge(TUNE_DEFAULTS, _section(data, "tune", set(TUNE_DEFAULTS), config))
+    tune_trials = Field(int, low=0)(tune["trials"], _where(config, "tune.trials"))
+    tune_sequences = Field(int, low=1)(tune["sequences"], _where(config, "tune.sequences"))
+    tune_workers = Field(int, low=1)(tune["workers"], _where(config, "tune.workers"))
 
     nas = _section(data, "nas", NAS_KEYS, config)
     budgets = nas.get("budgets")
@@ -237,7 +249,8 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
                           "train": _train_override(section, key, config),
                           "prune": _prune_section(dict(section.get("prune") or {}), base, config, f"{key}.prune")}
 
-    settings = CompareSettings(seeds, split, tolerance, threads, min_run_time, tuple(labels), init, extremes)
+    settings = CompareSettings(seeds, split, tolerance, threads, min_run_time, tuple(labels), init, extremes,
+                               tune_trials, tune_sequences, tune_workers)
     return settings, _train_override(nas, "nas", config), families
 
 
