@@ -163,7 +163,7 @@ def test_micro_width_and_training_config(micro_config, tmp_path, lite0):
 
 
 def test_bad_sources_are_named(tiny_space, tmp_path):
-    with pytest.raises(ValueError, match="LightTrack supernets only"):
+    with pytest.raises(ValueError, match="LightTrack supernets and subnets only"):
         init_backbone(torch.nn.Linear(2, 2), "efficientnet-lite0")
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         init_backbone(build_supernet(tiny_space), str(tmp_path / "nothing.pt"))
