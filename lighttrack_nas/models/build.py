@@ -12,9 +12,11 @@ from ..space.space import Architecture, SearchSpace
 from .registry import model_builder, spec_families
 
 
-def load_space(space: str | Path | SearchSpace) -> SearchSpace:
-    """A SearchSpace from a YAML path (or the space itself)."""
-    return space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(space)
+def load_space(space: str | Path | Mapping[str, Any] | SearchSpace) -> SearchSpace:
+    """A SearchSpace from a YAML path, a mapping (e.g. a checkpoint's or a model spec's), or the space itself."""
+    if isinstance(space, SearchSpace):
+        return space
+    return SearchSpace.from_dict(space, "model.space") if isinstance(space, Mapping) else SearchSpace.from_yaml(space)
 
 
 def build_supernet(space: str | Path | SearchSpace) -> nn.Module:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..space.space import Architecture, SearchSpace, SpaceError
+from .build import load_space
 from .choice import LayerChoice, WidthSlice, activate, freeze, op_choice
 from .ops import DepthwiseSeparable, Skip, activation, conv_bn, make_divisible
 from .registry import register_model
@@ -204,8 +205,7 @@ class LightTrackSubnet(TrackingNet):
         if unknown or missing:
             raise ValueError(f"model ({spec.get('family')}): " + (f"unknown key(s) {unknown}; " if unknown else "")
                              + (f"missing {missing}; " if missing else "") + f"allowed: {sorted(SUBNET_SPEC_KEYS)}")
-        space = spec["space"]
-        space = SearchSpace.from_dict(space, "model.space") if isinstance(space, Mapping) else SearchSpace.from_yaml(space)
+        space = load_space(spec["space"])
         net = LightTrackSupernet(space).extract(space.decode(str(spec["arch"])))
         net.reshape(spec.get("channels") or {})
         return net

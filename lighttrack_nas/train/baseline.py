@@ -20,7 +20,7 @@ from ..config import ConfigError
 from ..cost.table import CostTable
 from ..models.build import build_model as build_from_spec
 from ..models.build import build_supernet, load_space
-from ..space.space import SearchSpace, experiment_space, largest_architecture
+from ..space.space import experiment_space, largest_architecture
 from .trainer import Trainer
 
 
@@ -47,8 +47,7 @@ def model_spec(cfg: Mapping[str, Any], where: str = "experiment") -> dict[str, A
                                   f"lighttrack_net")
             spec["space"] = experiment_space(cfg).to_dict()
         if spec["arch"] == "largest":
-            space = spec["space"]
-            space = SearchSpace.from_dict(space, "model.space") if isinstance(space, Mapping) else load_space(space)
+            space = load_space(spec["space"])
             spec["arch"] = str(largest_architecture(space, CostTable(build_supernet(space)).macs))
     return spec
 

@@ -159,10 +159,12 @@ class Evaluator:
             from ...search.tuning import tune_tracker, write_tuning
 
             sequences = load_split(self.exp.nas["data"], "val")[: s.tune_sequences]
-            result = tune_tracker(load_tracking_model(checkpoint, None), sequences, self.tracker, s.tune_trials,
-                                  folder, workers=s.tune_workers, seed=seed)
+            model = load_tracking_model(checkpoint, None)
+            result = tune_tracker(model, sequences, self.tracker, s.tune_trials, folder, workers=s.tune_workers,
+                                  seed=seed)
             write_tuning(result, folder, {"split": "val", "sequences": len(sequences), "family": family, "seed": seed,
-                                          "arch": str(checkpoint), "trials_requested": s.tune_trials})
+                                          "model": str(checkpoint), "arch": getattr(model, "arch", family),
+                                          "trials_requested": s.tune_trials})
 
         stages.run(f"seed{seed}/tune/{family}", (folder / "tracker.yaml").exists(), run)
         self.tuned[(family, seed)] = TrackerConfig.from_yaml(folder / "tracker.yaml")
