@@ -279,6 +279,9 @@ def test_tracker_tuning_per_family_on_val_is_used_for_every_tracker_of_the_famil
         assert own and all(r["tracker"] == tuned for r in own)  # re-tracked where the tuning moved them
     stages = json.loads((out / "stages.json").read_text())
     assert stages["seed0/tune/nas"]["last"] == "ran" and stages["seed0/tune/cnn"]["last"] == "ran"
+    cfg["compare"]["tune"]["trials"] = 3  # a resume with other tuning settings is refused, not reused
+    with pytest.raises(ValueError, match=r"tuned with .*'trials_requested': 2.*not compare.tune's"):
+        compare(_write(tmp_path / "changed.yaml", cfg), out, progress=False)
     with pytest.raises(ConfigError, match=r"compare.tune.trials must be an integer >= 0, got -1"):
         cfg["compare"]["tune"]["trials"] = -1
         prepare(_write(tmp_path / "bad.yaml", cfg), tmp_path / "bad")

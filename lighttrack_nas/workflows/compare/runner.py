@@ -164,9 +164,16 @@ class Evaluator:
                                   seed=seed)
             write_tuning(result, folder, {"split": "val", "sequences": len(sequences), "family": family, "seed": seed,
                                           "model": str(checkpoint), "arch": getattr(model, "arch", family),
-                                          "trials_requested": s.tune_trials})
+                                          "trials_requested": s.tune_trials, "sequences_requested": s.tune_sequences})
 
-        stages.run(f"seed{seed}/tune/{family}", (folder / "tracker.yaml").exists(), run)
+        done = (folder / "tracker.yaml").exists()
+        if done:
+            record = json.loads((folder / "tune.json").read_text())
+            asked = {"trials_requested": s.tune_trials, "sequences_requested": s.tune_sequences}
+            if {k: record.get(k) for k in asked} != asked:
+                raise ValueError(f"{folder}: tuned with {({k: record.get(k) for k in asked})}, not compare.tune's "
+                                 f"{asked}; remove {folder} to tune again")
+        stages.run(f"seed{seed}/tune/{family}", done, run)
         self.tuned[(family, seed)] = TrackerConfig.from_yaml(folder / "tracker.yaml")
 
     def tracker_of(self, row: dict[str, Any]) -> TrackerConfig:
