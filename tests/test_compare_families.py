@@ -35,7 +35,11 @@ def families_compare(micro_config) -> dict:
         "lite0": {"model": {"family": "lighttrack_net", "arch": "largest"},
                   "train": {**SHORT, "pretrained_backbone": "efficientnet-lite0"},
                   "prune": {"sparsity": {"train": dict(SHORT)}, "finetune": {"train": dict(SHORT)},
-                            "latency": {"threads": 1, "min_run_time": 0.01}}}}
+                            "latency": {"threads": 1, "min_run_time": 0.01}}},
+        # the supernet's own largest subnet (no training of its own), pruned: NAS vs pruning within one supernet
+        "largest": {"model": {"family": "lighttrack_net", "arch": "largest"}, "dense": "supernet",
+                    "prune": {"sparsity": {"train": dict(SHORT)}, "finetune": {"train": dict(SHORT)},
+                              "latency": {"threads": 1, "min_run_time": 0.01}}}}
     cfg["compare"]["compresstracker"] = {"teacher": "vit", "ablation": 1, "train": dict(SHORT)}
     return cfg
 
@@ -56,7 +60,8 @@ def test_every_family_and_method_has_its_rows(run):
     methods = {(r["family"], r["method"]) for r in rows}
     assert {("vit", "dense"), ("vit", "pruned-vit-slim"), ("vit", "pruned-torch-pruning"), ("hybrid", "dense"),
             ("hybrid", "pruned-vit-slim"), ("cnn", "pruned-slimming"), ("nas", "nas-supernet"),
-            ("lite0", "dense"), ("lite0", "pruned-slimming")} <= methods
+            ("lite0", "dense"), ("lite0", "pruned-slimming"), ("largest", "dense"),
+            ("largest", "pruned-slimming")} <= methods
     ablation = {r["method"]: r for r in rows if r["kind"] == "compressed"}
     assert set(ablation) == {"compresstracker-plain", "compresstracker-replacement",
                              "compresstracker-replacement+guidance", "compresstracker"}
@@ -67,7 +72,7 @@ def test_every_family_and_method_has_its_rows(run):
         if r["family"] in ("vit", "hybrid") and r["kind"] == "extreme":
             dense = next(d for d in rows if d["family"] == r["family"] and d["kind"] == "dense")
             assert int(r["macs"]) <= float(r["budget_fraction"]) * int(dense["macs"])
-        if r["kind"] == "matched" and r["family"] in ("vit", "hybrid", "lite0"):
+        if r["kind"] == "matched" and r["family"] in ("vit", "hybrid", "lite0", "largest"):
             assert abs(float(r["macs_vs_nas"])) <= 0.10, (r["family"], r["method"], r["macs_vs_nas"])
     assert all((out / "vit" / "seed0" / c / "prune_3.5M").is_dir() for c in ("vit-slim", "torch-pruning"))
 
@@ -81,11 +86,35 @@ def test_report_covers_every_family(run):
         assert text in report, text
     pairs = {(e["family"], e["method"]) for e in summary["matched"]}
     assert pairs == {("cnn", "pruned-slimming"), ("vit", "pruned-vit-slim"), ("vit", "pruned-torch-pruning"),
-                     ("hybrid", "pruned-vit-slim"), ("lite0", "pruned-slimming")}
+                     ("hybrid", "pruned-vit-slim"), ("lite0", "pruned-slimming"), ("largest", "pruned-slimming")}
     assert (out / "stability.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "success_compresstracker.png").exists()
     stages = json.loads((out / "stages.json").read_text())
     assert "seed0/vit/vit-slim/sparsity" in stages and "seed0/vit/torch-pruning/sparsity" not in stages
+
+
+def test_a_supernet_dense_family_is_the_supernets_subnet(run):
+    """dense: supernet: the dense tracker holds the supernet's weights on the largest path (BatchNorm
+    statistics recalibrated), trained by nothing but the supernet, whose phase its rows share."""
+    import torch
+
+    from lighttrack_nas.compress.pipeline import load_network
+    from lighttrack_nas.models import load_supernet
+
+    _, out, summary = run
+    dense = load_network(out / "largest" / "seed0" / "dense" / "checkpoint.pt")
+    supernet = load_supernet(out / "supernet" / "checkpoint.pt")
+    path = supernet.extract(supernet.space.decode(dense.arch)).state_dict()
+    weights = dense.state_dict()
+    assert weights.keys() == path.keys()
+    for name, tensor in path.items():
+        if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(weights[name], tensor), name
+    assert any(not torch.equal(weights[n], path[n]) for n in path if n.endswith("running_var"))
+    rows = {(r["method"], r["budget"]): r for r in summary["rows"] if r["family"] == "largest"}
+    phases = rows[("dense", "dense")]["training"]
+    assert [p["phase"] for p in phases] == ["supernet"] and phases[0]["shared"].startswith("every NAS tracker")
+    assert [p["phase"] for p in rows[("pruned-slimming", "3.5M")]["training"]] == ["supernet", "sparsity", "finetune"]
 
 
 def test_family_config_errors_are_named(micro_config, tmp_path):
@@ -101,6 +130,21 @@ def test_family_config_errors_are_named(micro_config, tmp_path):
     cfg["compare"]["families"]["cnn"] = {"model": MICRO_CNN}
     with pytest.raises(ConfigError, match="family names must be distinct"):
         prepare(_write(tmp_path / "c.yaml", cfg), tmp_path / "out")
+    cfg = families_compare(micro_config)
+    cfg["compare"]["families"]["vit"]["dense"] = "supernet"
+    with pytest.raises(ConfigError, match=r"families.vit.dense: supernet needs model.family lighttrack_net"):
+        prepare(_write(tmp_path / "e.yaml", cfg), tmp_path / "out")
+    cfg["compare"]["families"]["vit"]["dense"] = "inherit"
+    with pytest.raises(ConfigError, match=r"families.vit.dense: 'inherit' is not one of \['train', 'supernet'\]"):
+        prepare(_write(tmp_path / "f.yaml", cfg), tmp_path / "out")
+    cfg = families_compare(micro_config)  # without compare.cnn: the families alone
+    del cfg["compare"]["cnn"]
+    with pytest.raises(ConfigError, match=r"compare.prune: without compare.cnn only extreme_budgets"):
+        prepare(_write(tmp_path / "g.yaml", cfg), tmp_path / "out")
+    cfg["compare"]["prune"] = {"extreme_budgets": [0.5]}
+    cfg["compare"].pop("compresstracker")
+    assert {f.name for f in prepare(_write(tmp_path / "h.yaml", cfg), tmp_path / "out").families} == \
+        {"vit", "hybrid", "lite0", "largest"}
 
 
 def test_only_runs_the_chosen_groups(run, micro_config, tmp_path):

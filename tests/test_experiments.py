@@ -34,25 +34,33 @@ def test_compare_families_initialise(name, tmp_path):
     for cfg in (experiment.nas, experiment.retrain, *families):
         _check_trainable(cfg)
     assert experiment.nas["train"]["pretrained_backbone"] == "efficientnet-lite0"
-    for family, cfg in zip(experiment.families, families):  # every dense family from scratch but lite0 (issue 29)
-        start = "efficientnet-lite0" if family.name == "lite0" else None
+    for family, cfg in zip(experiment.families, families):  # from scratch but the Lite0 ones (issue 29)
+        start = "efficientnet-lite0" if family.name in ("lite0", "largest") else None
         assert cfg["train"]["pretrained_backbone"] == start, family.name
     if experiment.compress is not None:
         assert experiment.compress.experiment(0)["model"]["family"] == experiment.compress.teacher
 
 
-def test_compare_tiny_gives_nas_and_pruned_cnn_equal_training_budgets(tmp_path):
+def test_comparisons_give_nas_and_pruned_trackers_equal_training_budgets(tmp_path):
     """Issue 6's rule: the shared phases (supernet vs dense CNN + sparsity training) and each tracker's own
-    training (NAS retraining vs pruned fine-tuning) see the same number of samples."""
-    experiment = prepare(ROOT / "experiments" / "compare_tiny.yaml", tmp_path)
+    training (NAS retraining vs pruned fine-tuning) see the same number of samples; the supernet's largest
+    subnet shares the supernet's phase and adds only its sparsity training."""
     samples = lambda train: train["epochs"] * train["iters_per_epoch"] * train["batch_size"]  # noqa: E731
-    cnn = experiment.family("cnn")
+    full = prepare(ROOT / "experiments" / "compare_all_tiny.yaml", tmp_path / "all")
+    cnn = full.family("cnn")
     dense = cnn.experiment(0)["train"]
     prune = cnn.prune[cnn.criteria[0]]
     assert cnn.criteria == ("slimming",)
     shared_cnn = samples(dense) + samples(deep_merge(dense, prune.sparsity_train))
-    assert samples(experiment.nas["train"]) == shared_cnn
-    assert samples(experiment.retrain["train"]) == samples(deep_merge(dense, prune.finetune_train))
+    assert samples(full.nas["train"]) == shared_cnn
+    assert samples(full.retrain["train"]) == samples(deep_merge(dense, prune.finetune_train))
+    tiny = prepare(ROOT / "experiments" / "compare_tiny.yaml", tmp_path / "tiny")
+    assert [(f.name, f.dense) for f in tiny.families] == [("largest", "supernet")]
+    largest = tiny.family("largest")
+    base = largest.experiment(0)["train"]
+    prune = largest.prune["slimming"]
+    assert samples(tiny.retrain["train"]) == samples(deep_merge(base, prune.finetune_train))
+    assert samples(deep_merge(base, prune.sparsity_train)) <= samples(tiny.retrain["train"])
 
 
 def test_extending_a_config_from_another_folder_keeps_its_file_paths(tmp_path):

@@ -178,6 +178,19 @@ def test_resume_between_generations_equals_uninterrupted(micro, reference, tmp_p
         _search(micro, out, flops_budget="2M", resume=True)
 
 
+def test_local_processes_score_like_one_process(micro, reference, tmp_path):
+    """search.processes: 2 scores in two spawned processes; the search is the one-process search."""
+    config = tmp_path / "processes.yaml"
+    config.write_text(yaml.safe_dump({"extends": str(micro[0]), "search": {**MICRO_SEARCH, "processes": 2}}))
+    out = tmp_path / "run"
+    result = _search((config, micro[1]), out)
+    assert (result["best"]["arch"], result["best"]["fitness"]) == (reference[0]["best"]["arch"],
+                                                                  reference[0]["best"]["fitness"])
+    assert _without_timing(read_records(out / "candidates.jsonl")) == \
+        _without_timing(read_records(reference[1] / "candidates.jsonl"))
+    assert len(_calls(out)) == len(set(_calls(out))) == reference[0]["evaluations"]
+
+
 def test_kill_within_a_generation_loses_nothing(micro, reference, tmp_path):
     out = tmp_path / "killed"
     calls = str(out) + ".calls"

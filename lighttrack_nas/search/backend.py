@@ -1,15 +1,18 @@
-"""Where candidates are scored: in this process, or on Ray workers (``distributed.py``).
+"""Where candidates are scored: in this process, in a pool of local processes, or on Ray workers
+(``distributed.py``).
 
 A backend receives architecture strings and reports each one's scores as soon as it has them
-(``on_result``), so the search driver can persist every finished candidate immediately. Both
-backends build their scorer from a picklable factory: :class:`FitnessSpec` for the real fitness
+(``on_result``), so the search driver can persist every finished candidate immediately. Every
+backend builds their scorer from a picklable factory: :class:`FitnessSpec` for the real fitness
 (supernet weights inherited, BatchNorm recalibrated, val split tracked), or any test double.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -119,3 +122,40 @@ class LocalBackend:
 
     def close(self) -> None:
         self._scorer = None
+
+
+_POOL_SCORER: Scorer | None = None
+
+
+def _pool_init(factory: Callable[[], Scorer]) -> None:
+    global _POOL_SCORER
+    _POOL_SCORER = factory()
+
+
+def _pool_score(arch: str) -> tuple[str, Scores]:
+    assert _POOL_SCORER is not None, "the pool's initializer builds the scorer"
+    return arch, _POOL_SCORER(arch)
+
+
+class ProcessBackend:
+    """Scores candidates in ``processes`` local worker processes (spawned, each building the scorer
+    once), results reported as they finish: the search's ``processes`` setting, no Ray needed. A
+    candidate's scores do not depend on which process scored it (same weights, crops and threads)."""
+
+    def __init__(self, factory: Callable[[], Scorer], processes: int):
+        if processes < 2:
+            raise ValueError(f"ProcessBackend needs processes >= 2, got {processes} (use LocalBackend)")
+        self.factory, self.processes = factory, processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def score(self, archs: list[str], on_result: OnResult) -> None:
+        if self._pool is None:  # spawned: no forked torch / OpenCV thread state
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_pool_init, initargs=(self.factory,))
+        for future in as_completed([self._pool.submit(_pool_score, arch) for arch in archs]):
+            on_result(*future.result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None

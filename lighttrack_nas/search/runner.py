@@ -36,7 +36,7 @@ from ..machine import machine_info
 from ..space.space import Architecture, Constraint, SearchSpace
 from ..tracker import tracker_settings
 from ..config import load_experiment
-from .backend import Backend, FitnessSpec, LocalBackend, Scorer, Scores
+from .backend import Backend, FitnessSpec, LocalBackend, ProcessBackend, Scorer, Scores
 from .evolution import STRATEGIES, EvolutionConfig, Search
 from .pareto import plot_pareto, write_pareto_csv
 from .settings import Budgets, SearchSettings
@@ -243,7 +243,8 @@ def run_search(config: str | Path, supernet: str | Path, out: str | Path, *, flo
     content (``None`` under ``best`` until the search has finished, e.g. with ``max_generations``).
 
     ``factory`` builds the fitness scorer (default: :class:`FitnessSpec` from the config);
-    ``workers`` / ``ray_address`` score on Ray (otherwise Ray is never imported).
+    ``workers`` / ``ray_address`` score on Ray (otherwise Ray is never imported; the config's
+    ``search.processes`` > 1 scores in that many local processes).
     ``latency_backend`` is the runtime whose latency the budget limits (torch, onnxruntime,
     onnxruntime-int8): the predictor is built or checked for it and the finalists are measured in it.
     """
@@ -346,7 +347,7 @@ def _latency_table(net: torch.nn.Module, budgets: Budgets, lut: str | None, out:
 def _backend(factory: Callable[[], Scorer], workers: int | None, address: str | None,
              settings: SearchSettings) -> Backend:
     if workers is None and address is None:
-        return LocalBackend(factory)
+        return ProcessBackend(factory, settings.processes) if settings.processes > 1 else LocalBackend(factory)
     from .distributed import RayBackend
 
     return RayBackend(factory, workers, address, cpus_per_worker=settings.threads, **settings.ray)

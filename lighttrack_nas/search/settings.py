@@ -17,6 +17,7 @@ search:
   val_frames: null             # the first F frames of each (null: whole sequences)
   finalists: 5                 # best candidates re-measured for real latency at the end
   threads: 1                   # torch threads of each evaluating process (fitness depends on it slightly)
+  processes: 1                 # local evaluating processes (without Ray); --workers / --ray-address use Ray instead
   budgets: {flops: 600M, params: 2M, latency: null}    # defaults for --*-budget
   latency: {lut_min_run_time: 0.05, lut_fit_subnets: 10, min_run_time: 0.5, regression_subnets: 0}
   ray: {candidates_per_task: 4, max_retries: 3}
@@ -100,6 +101,7 @@ class SearchSettings(EvolutionConfig):
     val_frames: int | None = None
     finalists: int = 5
     threads: int = 1
+    processes: int = 1
     budgets: dict[str, str | None] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=lambda: dict(LATENCY_DEFAULTS))
     ray: dict[str, int] = field(default_factory=lambda: dict(RAY_DEFAULTS))
@@ -127,7 +129,7 @@ class SearchSettings(EvolutionConfig):
 
 SEARCH_FIELDS: dict[str, Field] = {
     **{key: Field(int, low=1) for key in ("population", "generations", "topk", "max_attempts", "calibration_images",
-                                          "calibration_batch", "finalists", "threads")},
+                                          "calibration_batch", "finalists", "threads", "processes")},
     "mutants": Field(int, low=0), "crossovers": Field(int, low=0), "val_sequences": Field(int, low=1, optional=True),
     "val_frames": Field(int, low=2, optional=True),
     "mutation_prob": Field(low=0, high=1), "strategy": Field(choices=tuple(sorted(STRATEGIES))),

@@ -7,7 +7,8 @@ checkpoints, searches from ``state.json``, so an interrupted run continues where
 - ``supernet/``: the supernet, trained once per config (``workflows.stages.stage_train``), unless given;
 - ``nas/seed{S}/search_{B}/``: the search at MACs budget ``B`` (``best.json``, ...);
 - ``nas/seed{S}/retrain_{B}/``: its subnet retrained stand-alone (``eval.json`` of ``retrain``);
-- ``{F}/seed{S}/dense/``: the dense tracker of pruned family ``F`` (``cnn``, ``vit``, ``hybrid``);
+- ``{F}/seed{S}/dense/``: the dense tracker of pruned family ``F`` (``cnn``, ``vit``, ``hybrid``, ...):
+  trained, or for a family with ``dense: supernet`` the supernet's subnet extracted (``checkpoint.pt``);
 - ``{F}/seed{S}/{C}/sparsity/``: the sparsity training of criterion ``C`` (e.g. ``slimming``,
   ``vit-slim``; none for criteria without one), shared by every pruning of the criterion and seed;
 - ``{F}/seed{S}/{C}/prune_{B}/``: pruned to the MACs of the NAS subnet of budget ``B`` (``match.json``,
@@ -42,8 +43,8 @@ from ...cost.latency import network_latency
 from ...data.sequence import Sequence
 from ...data.sources import load_split
 from ...evaluate import evaluate_checkpoint
-from ...io import atomic_write, locked
-from ...models.build import read_checkpoint
+from ...io import atomic_write, locked, save_torch
+from ...models.build import load_space, read_checkpoint
 from ...tracker import TrackerConfig, tracker_settings
 from ...train.baseline import BaselineTrainer
 from ..retrain import retrain
@@ -300,29 +301,68 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
     return nas_macs
 
 
+def extract_dense(cfg: dict[str, Any], supernet: Path, out: Path, search: dict[str, Any]) -> Path:
+    """The ``dense: supernet`` tracker: ``cfg``'s ``model.arch`` extracted from ``supernet`` with its
+    inherited weights, BatchNorm recalibrated like a search candidate (``search``'s calibration
+    images and batch), saved as a stand-alone ``lighttrack_net`` checkpoint ``out/checkpoint.pt``."""
+    from ...data.pairs import calibration_batches
+    from ...models import load_supernet
+    from ...search.fitness import recalibrate_batchnorm
+    from ...search.settings import SearchSettings
+    from ...train.baseline import model_spec
+
+    net = load_supernet(supernet).eval()
+    spec = model_spec(cfg)
+    if load_space(spec["space"]).to_dict() != net.space.to_dict():
+        raise ValueError(f"{supernet}: its space is not the experiment's (space / space_settings); the dense subnet "
+                         f"must come from the supernet the comparison searches")
+    arch = net.space.decode(spec["arch"])
+    settings = SearchSettings.from_config(search)
+    batches = calibration_batches(load_split(cfg["data"], "train"), net.template_size, net.search_size,
+                                  settings.calibration_images, settings.calibration_batch)
+    subnet = recalibrate_batchnorm(net.extract(arch), batches)
+    save_torch(out / "checkpoint.pt", {"kind": "lighttrack_net", "config": cfg, "model_spec": subnet.spec(),
+                                       "model": subnet.state_dict(), "iteration": 0,
+                                       "source": {"supernet": str(supernet), "arch": str(arch),
+                                                  "calibration_images": settings.calibration_images}})
+    return out / "checkpoint.pt"
+
+
 def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, evaluate: Evaluator, stages: StageLog,
-                 progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Train and evaluate ``family``'s dense tracker of ``seed``; returns its checkpoint and training phase."""
+                 supernet: tuple[Path, dict[str, Any]] | None = None, progress: bool = True
+                 ) -> tuple[Path, dict[str, Any]]:
+    """Train (or, for ``dense: supernet``, extract from ``supernet``: its checkpoint and training phase)
+    and evaluate ``family``'s dense tracker of ``seed``; returns its checkpoint and training phase."""
     cfg, tag = family.experiment(seed), f"seed{seed}"
     dense_dir = out / family.name / tag / "dense"
-    stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
-               lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
-    phase = dense_phase(family, seed)
+    if family.dense == "supernet":
+        if supernet is None:
+            raise ValueError(f"the {family.name} family's dense tracker is the supernet's subnet: a supernet is needed")
+        stages.run(f"{tag}/{family.name}/dense", (dense_dir / "checkpoint.pt").exists(), extract_dense, cfg,
+                   supernet[0], dense_dir, exp.nas.get("search") or {})
+        phase = {**supernet[1], "shared": f"every NAS tracker and every {family.name} tracker"}
+    else:
+        stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
+                   lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
+        phase = dense_phase(family, seed)
     evaluate.tune(stages, out, family.name, seed, dense_dir / "checkpoint.pt")
     stages.run(f"{tag}/eval/{family.name}_dense", evaluate.done(dense_dir), evaluate,
                dense_dir / "checkpoint.pt", dense_dir,
                {"family": family.name, "method": "dense", "seed": seed, "budget": "dense", "kind": "dense",
-                "target_macs": None, "training": [{**phase, "shared": None}], "selection_evaluations": 0})
+                "target_macs": None, "training": [{**phase, "shared": None} if family.dense == "train" else phase],
+                "selection_evaluations": 0})
     return dense_dir / "checkpoint.pt", phase
 
 
 def run_pruned(exp: Experiment, family: PrunedFamily, out: Path, seed: int, nas_macs: dict[str, float],
-               evaluate: Evaluator, stages: StageLog, progress: bool = True) -> None:
+               evaluate: Evaluator, stages: StageLog, supernet: tuple[Path, dict[str, Any]] | None = None,
+               progress: bool = True) -> None:
     """``family``'s dense tracker of ``seed`` and, per criterion, its sparsity training (shared by
-    every pruning of the criterion), prunings to every NAS subnet's MACs and to the extreme budgets."""
+    every pruning of the criterion), prunings to every NAS subnet's MACs and to the extreme budgets;
+    ``supernet`` (checkpoint, training phase) is where a ``dense: supernet`` family's dense tracker comes from."""
     s, tag, name = exp.settings, f"seed{seed}", family.name
     cfg = family.experiment(seed)
-    dense_ckpt, dense_phase = family_dense(exp, family, out, seed, evaluate, stages, progress)
+    dense_ckpt, dense_phase = family_dense(exp, family, out, seed, evaluate, stages, supernet, progress)
     dense_macs = json.loads((dense_ckpt.parent / TEST_FILE).read_text())["macs"]  # fvcore, as the pruning counts
     for criterion in family.criteria:
         prune = family.prune[criterion]
@@ -423,18 +463,19 @@ def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None
                          f"{tracker_groups(exp)}")
     stages = StageLog(out / "stages.json")
     stages.run("data", False, stage_data, exp.nas)
-    supernet_budget: dict[str, Any] = {}
-    if "nas" in chosen:
-        supernet, supernet_budget = _supernet(exp, out, supernet, stages, progress)
+    trained: tuple[Path, dict[str, Any]] | None = None  # the supernet and its training phase
+    if "nas" in chosen or any(f.dense == "supernet" and f.name in chosen for f in exp.families):
+        trained = _supernet(exp, out, supernet, stages, progress)
     evaluate = Evaluator(exp)
     for seed in seeds if seeds is not None else exp.settings.seeds:
         if "nas" in chosen:
-            nas_macs = run_nas(exp, out, seed, supernet, supernet_budget, evaluate, stages, progress)
+            assert trained is not None
+            nas_macs = run_nas(exp, out, seed, trained[0], trained[1], evaluate, stages, progress)
         else:
             nas_macs = found_macs(exp, out, seed)
         for family in exp.families:
             if family.name in chosen:
-                run_pruned(exp, family, out, seed, nas_macs, evaluate, stages, progress)
+                run_pruned(exp, family, out, seed, nas_macs, evaluate, stages, trained, progress)
         if exp.compress is not None and "compresstracker" in chosen:
             run_compresstracker(exp, out, seed, evaluate, stages, progress)
     return stages.records

@@ -25,6 +25,11 @@ space, data, supernet training and the ``search:`` section) plus a ``compare:`` 
           model: vit_tiny.yaml
           train: {...}
           prune: {from: prune_vit_tiny.yaml, criteria: [vit-slim, torch-pruning]}
+        largest:
+          model: {family: lighttrack_net, arch: largest}
+          dense: supernet         # not trained alone: the supernet's own subnet of model.arch (weights
+                                  # inherited, BatchNorm recalibrated); its train: is the base of the
+                                  # sparsity and fine-tuning phases (default dense: train)
       tune:                       # optional: tracker hyper-parameters tuned per family and seed on val (Ray Tune)
         trials: 16                # 0 (default): every tracker uses the config's tracker: settings
         sequences: 16             # the first N val sequences
@@ -59,7 +64,8 @@ from ...config import DEFAULT_TRAIN, load_experiment
 COMPARE_KEYS = {"seeds", "split", "tolerance", "latency", "nas", "cnn", "prune", "families", "compresstracker", "tune"}
 NAS_KEYS = {"budgets", "init", "train"}
 CNN_KEYS = {"model", "train"}
-FAMILY_KEYS = {"model", "train", "prune"}
+FAMILY_KEYS = {"model", "train", "prune", "dense"}
+DENSE_SOURCES = ("train", "supernet")
 CT_KEYS = {"from", "teacher", "layers", "ablation", "train"}
 ABLATION = (("plain", {"replacement": False, "guidance": False, "mimic": False}),
             ("replacement", {"replacement": True, "guidance": False, "mimic": False}),
@@ -105,6 +111,7 @@ class PrunedFamily:
     config: Path             # OUT/configs/{name}.yaml: model, train, prune
     criteria: tuple[str, ...]
     prune: dict[str, PruneSettings]   # per criterion
+    dense: str = "train"     # train: its own dense training; supernet: the comparison supernet's subnet
 
     def experiment(self, seed: int) -> dict[str, Any]:
         """The family's experiment with ``seed``."""
@@ -135,7 +142,7 @@ class Experiment:
     retrain_config: Path     # stand-alone retraining of the found subnets
     nas: dict[str, Any]      # load_experiment(nas_config)
     retrain: dict[str, Any]
-    families: tuple[PrunedFamily, ...]   # cnn first
+    families: tuple[PrunedFamily, ...]   # cnn first (when compare.cnn is given)
     compress: CompressPlan | None = None
 
     def family(self, name: str) -> PrunedFamily:
@@ -221,19 +228,23 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
     if init not in INITS:
         raise ConfigError(f"{_where(config, 'nas.init')}: {init!r} is not one of {list(INITS)}")
 
-    cnn = _section(data, "cnn", CNN_KEYS, config)
-    if "model" not in cnn:
-        raise ConfigError(f"{_where(config, 'cnn')}: 'model' is required (a config file with a model: section, "
-                          f"or the model mapping)")
-    model = _model_section(cnn["model"], base, config)
-
     prune = dict(data.get("prune") or {})
     extremes = prune.pop("extreme_budgets", [])
     if not isinstance(extremes, list):
         raise ConfigError(f"{_where(config, 'prune.extreme_budgets')} must be a list of fractions, got {extremes!r}")
     extremes = tuple(Field(low=0, high=1, low_open=True)(b, _where(config, "prune.extreme_budgets")) for b in extremes)
-    families = {"cnn": {"model": model, "train": _train_override(cnn, "cnn", config),
-                        "prune": _prune_section(prune, base, config, "prune")}}
+    families: dict[str, dict[str, Any]] = {}
+    if data.get("cnn") is not None:
+        cnn = _section(data, "cnn", CNN_KEYS, config)
+        if "model" not in cnn:
+            raise ConfigError(f"{_where(config, 'cnn')}: 'model' is required (a config file with a model: section, "
+                              f"or the model mapping)")
+        families["cnn"] = {"model": _model_section(cnn["model"], base, config),
+                           "train": _train_override(cnn, "cnn", config),
+                           "prune": _prune_section(prune, base, config, "prune"), "dense": "train"}
+    elif set(prune) - {"extreme_budgets"}:
+        raise ConfigError(f"{_where(config, 'prune')}: without compare.cnn only extreme_budgets belongs here (each "
+                          f"family has its own prune: section), got {sorted(prune)}")
     extra = data.get("families") or {}
     if not isinstance(extra, Mapping):
         raise ConfigError(f"{_where(config, 'families')} must be a mapping of family name -> section, got {extra!r}")
@@ -245,9 +256,18 @@ def parse_settings(data: Mapping[str, Any], config: Path) -> tuple[CompareSettin
         section = _section(extra, name, FAMILY_KEYS, config)
         if "model" not in section:
             raise ConfigError(f"{_where(config, key)}: 'model' is required")
-        families[name] = {"model": _model_section(section["model"], base, config, key),
-                          "train": _train_override(section, key, config),
-                          "prune": _prune_section(dict(section.get("prune") or {}), base, config, f"{key}.prune")}
+        dense = section.get("dense", "train")
+        if dense not in DENSE_SOURCES:
+            raise ConfigError(f"{_where(config, key)}.dense: {dense!r} is not one of {list(DENSE_SOURCES)}")
+        model = _model_section(section["model"], base, config, key)
+        if dense == "supernet" and model["family"] != "lighttrack_net":
+            raise ConfigError(f"{_where(config, key)}.dense: supernet needs model.family lighttrack_net (a subnet of "
+                              f"the supernet), got {model['family']!r}")
+        families[name] = {"model": model, "train": _train_override(section, key, config),
+                          "prune": _prune_section(dict(section.get("prune") or {}), base, config, f"{key}.prune"),
+                          "dense": dense}
+    if not families:
+        raise ConfigError(f"{config}: compare needs a pruned family: compare.cnn and/or compare.families")
 
     settings = CompareSettings(seeds, split, tolerance, threads, min_run_time, tuple(labels), init, extremes,
                                tune_trials, tune_sequences, tune_workers)
@@ -346,7 +366,7 @@ def prepare(config: str | Path, out: str | Path) -> Experiment:
             per = {c: PruneSettings.from_experiment(cfg, criterion=c) for c in criteria}
         except ValueError as err:
             raise ConfigError(_prune_error(config, name, err)) from None
-        pruned.append(PrunedFamily(name, path, tuple(criteria), per))
+        pruned.append(PrunedFamily(name, path, tuple(criteria), per, fam["dense"]))
     plan = None
     if section.get("compresstracker"):
         compress, teacher, layers, ablation = _compress_plan(section, config, families)
