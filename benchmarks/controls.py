@@ -11,7 +11,8 @@ is allowed and reported as one supernet seed): an evolution and a random search 
 budget, then --randoms uniform architectures within --tolerance of the evolution winner's MACs.
 All are trained with --recipe and scored on the val split (reused from OUT/standalone.json when
 already trained with that recipe). Prints and writes (OUT/controls.json) the paired differences
-per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences.
+per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences, on the whole
+val split and on the val sequences the searches' fitness did not track (search.val_sequences).
 Resumable: re-run the same command.
 """
 from __future__ import annotations
@@ -56,6 +57,10 @@ def main() -> int:
         s = report[key]
         print(f"{label}: mean {s['mean']:+.3f} (std {s['std']:.3f}), wins {s['wins']}/{s['seeds']}, "
               f"per-sequence mean {s['per_sequence_mean']:+.3f} [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]")
+        if "held_out" in s:
+            h = s["held_out"]
+            print(f"  on the {h['sequences']} held-out val sequences (not tracked by the searches' fitness): "
+                  f"mean {h['mean']:+.3f} [{h['ci95'][0]:+.3f}, {h['ci95'][1]:+.3f}], wins {h['wins']}/{s['seeds']}")
     print(f"supernet seeds: {report['supernet_seeds']}")
     return 0
 

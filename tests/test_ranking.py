@@ -164,6 +164,12 @@ def test_controls_end_to_end(micro_config, tmp_path):
         assert row["evolution_minus_median"]["ao"] == pytest.approx(evo["val_ao"] - median)
     summary = report["evolution_minus_random"]
     assert summary["seeds"] == 1 and summary["ci95"][0] <= summary["per_sequence_mean"] <= summary["ci95"][1]
+    # the fitness tracked the first val sequence only: the held-out figure is the other one's difference
+    searched, = report["searched_sequences"]
+    gaps = report["seeds"][0]["evolution_minus_random"]["per_sequence"]
+    other, = set(gaps) - {searched}
+    assert summary["held_out"]["sequences"] == 1 and summary["held_out"]["mean"] == pytest.approx(gaps[other])
+    assert "held-out" in run.stdout
     assert "evolution - random search: mean" in run.stdout
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
     assert len(trained) == len({r["arch"] for r in trained}) <= 4  # each architecture trained once

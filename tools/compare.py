@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Compare NAS-found trackers with pruned CNN trackers at matched MACs (docs/compare.md).
+"""Compare NAS-found trackers with pruned (and compressed) trackers at matched MACs (docs/compare.md).
 
   python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny
   python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny --seeds 0 1 2
@@ -8,9 +8,10 @@
   python tools/compare.py ... --only vit hybrid                              (some tracker groups only)
 
 Per seed: a search at each of the config's MACs budgets (compare.nas.budgets) on the supernet (trained
-once into OUT/supernet), each found subnet retrained stand-alone; the dense CNN (compare.cnn) trained,
-then pruned (torch-pruning) to each NAS subnet's MACs and to the extreme budgets
-(compare.prune.extreme_budgets) and fine-tuned; every tracker tracked on the held-out split
+once into OUT/supernet), each found subnet retrained stand-alone; each pruned family's dense network
+(compare.cnn, compare.families: trained, or with `dense: supernet` the supernet's own subnet) pruned
+(torch-pruning) to each NAS subnet's MACs and to the extreme budgets (compare.prune.extreme_budgets)
+and fine-tuned; CompressTracker students where configured; every tracker tracked on the held-out split
 (compare.split) and timed at compare.latency.threads thread(s). Each stage is skipped when its output
 exists, so the same command resumes an interrupted run.
 
@@ -34,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", required=True,
                    help="output directory; finished stages found there are skipped (resume = the same command)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="seeds of the searches, retrainings, dense CNN trainings and prunings "
+                   help="seeds of the searches, retrainings, dense trainings and prunings "
                         "(default: the config's compare.seeds); the supernet is shared by all")
     p.add_argument("--supernet", default=None,
                    help="trained supernet checkpoint to search in (default: train one into OUT/supernet)")

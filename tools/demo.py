@@ -8,9 +8,11 @@
   4. costs: MACs / params of LightTrack-Mobile and sampled architectures
   5. search: evolution under the config's latency budget (latency table built for this machine),
      finalists' latency measured for real; OUT/search/best.json holds the found architecture
-  6. comparison (--compare): on the same supernet, searches at the comparison's MACs budgets, the
-     found subnets retrained, the dense CNN trained and pruned to the same MACs and to extreme
-     budgets, every tracker tracked on the test split: OUT/compare/report.md, results.csv, plots
+  6. comparison (--compare): on the same supernet, searches at the comparison's MACs budgets and the
+     found subnets retrained, against the pruned families of the comparison config (the embedded
+     default: the supernet's own largest subnet, pruned to the same MACs and to 5 % and fine-tuned,
+     so both sides start from the same weights); every tracker tracked on the test split:
+     OUT/compare/report.md, results.csv, plots
 
 Re-running with the same --out continues where an interrupted run stopped.
 """

@@ -12,7 +12,9 @@ in ``OUT/standalone.json``, so a re-run, or another seed into the same ``OUT``, 
 paired differences per seed, (a) evolution winner - random-search winner and (b) evolution winner -
 median of the random architectures, are reported with their mean, spread and a 95 % bootstrap
 interval over seeds and val sequences (crossed: each draw resamples the seeds and, once for all of
-them, the sequences; per-sequence AO differences, equally weighted).
+them, the sequences; per-sequence AO differences, equally weighted), on the whole val split and on
+its held-out part: the sequences the searches' fitness never tracked (``search.val_sequences``), so
+a winner is not scored on the sequences it was chosen on.
 """
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import load_experiment
+from ..data.sources import load_split
 from ..evaluate.metrics import paired_bootstrap
 from ..io import write_json
+from ..search.settings import SearchSettings
 from ..space.space import Architecture, SearchSpace
 from .ranking import StandaloneResults, standalone_recipe, train_and_score
 from .stages import stage_search
@@ -48,17 +53,32 @@ def same_size_architectures(space: SearchSpace, macs: Callable[[Architecture], f
                      f"{target / 1e6:.1f} M MACs in {max_draws} draws: widen the tolerance")
 
 
-def _per_sequence(record: dict[str, Any]) -> np.ndarray:
-    return np.array([record["per_sequence_ao"][name] for name in sorted(record["per_sequence_ao"])])
+def searched_sequences(search_config: str | Path) -> list[str] | None:
+    """Names of the val sequences the search's fitness tracks, in the search's order (None: the whole
+    split, or a split other than val)."""
+    cfg = load_experiment(search_config)
+    settings = SearchSettings.from_config(cfg.get("search"), f"{search_config}: search")
+    if settings.split != "val" or settings.val_sequences is None:
+        return None
+    return [s.name for s in load_split(cfg["data"], "val", settings.val_sequences)]
 
 
-def summarize(rows: list[dict[str, Any]], key: str, resamples: int = 10000) -> dict[str, Any]:
-    """Mean, std, wins and bootstrap interval of the paired difference ``key`` over the seeds' rows."""
+def summarize(rows: list[dict[str, Any]], key: str, held_out: Seq[str] | None = None,
+              resamples: int = 10000) -> dict[str, Any]:
+    """Mean, std, wins and bootstrap interval of the paired difference ``key`` over the seeds' rows; with
+    ``held_out`` (sequence names) the same for the mean difference over those sequences alone."""
     values = np.array([r[key]["ao"] for r in rows])
-    mean, low, high = paired_bootstrap([r[key]["per_sequence"] for r in rows], resamples=resamples)
-    return {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if
-            len(values) > 1 else 0.0, "wins": int((values > 0).sum()), "seeds": len(values),
-            "per_sequence_mean": mean, "ci95": [low, high]}
+    mean, low, high = paired_bootstrap([list(r[key]["per_sequence"].values()) for r in rows], resamples=resamples)
+    summary = {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if
+               len(values) > 1 else 0.0, "wins": int((values > 0).sum()), "seeds": len(values),
+               "per_sequence_mean": mean, "ci95": [low, high]}
+    if held_out:
+        diffs = [[r[key]["per_sequence"][name] for name in held_out] for r in rows]
+        per_seed = np.array([np.mean(d) for d in diffs])
+        mean, low, high = paired_bootstrap(diffs, resamples=resamples)
+        summary["held_out"] = {"sequences": len(held_out), "per_seed": per_seed.tolist(),
+                               "wins": int((per_seed > 0).sum()), "mean": mean, "ci95": [low, high]}
+    return summary
 
 
 def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[str | Path], seeds: Seq[int],
@@ -67,7 +87,6 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
     """Run both controls for every seed (``supernets``: one per seed, or one shared by all) into ``out``
     and write ``out/controls.json``; returns the report. Resumable: finished searches and stand-alone
     trainings are reused, interrupted ones continue."""
-    from ..config import load_experiment
     from ..cost import CostTable
     from ..models import load_supernet
 
@@ -94,8 +113,9 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         sized_scores = [train_and_score(results, recipe, str(a), f"runs/s{seed}_size{j}", "val", progress)
                         for j, a in enumerate(sized)]
         median = float(np.median([r["ao"] for r in sized_scores]))
-        median_per_sequence = np.median(np.stack([_per_sequence(r) for r in sized_scores]), axis=0)
-        evo = _per_sequence(scored["evolution"])
+        names = sorted(scored["evolution"]["per_sequence_ao"])
+        evo = {n: scored["evolution"]["per_sequence_ao"][n] for n in names}
+        median_per_sequence = {n: float(np.median([r["per_sequence_ao"][n] for r in sized_scores])) for n in names}
         rows.append({
             "seed": seed, "supernet": str(supernet),
             "evaluations": {k: w["evaluations"] for k, w in winners.items()},
@@ -103,15 +123,20 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
                             "val_ao": scored[k]["ao"]} for k in scored},
             "same_size": [{"arch": r["arch"], "macs": r["macs"], "val_ao": r["ao"]} for r in sized_scores],
             "evolution_minus_random": {"ao": scored["evolution"]["ao"] - scored["random"]["ao"],
-                                       "per_sequence": (evo - _per_sequence(scored["random"])).tolist()},
+                                       "per_sequence": {n: evo[n] - scored["random"]["per_sequence_ao"][n]
+                                                        for n in names}},
             "evolution_minus_median": {"ao": scored["evolution"]["ao"] - median,
-                                       "per_sequence": (evo - median_per_sequence).tolist()},
+                                       "per_sequence": {n: evo[n] - median_per_sequence[n] for n in names}},
         })
         log.info("seed %d: evolution %.3f, random search %.3f, same-size median %.3f (val AO)", seed,
                  scored["evolution"]["ao"], scored["random"]["ao"], median)
+    searched = searched_sequences(search_config)
+    held_out = None if searched is None else [n for n in sorted(rows[0]["evolution_minus_random"]["per_sequence"])
+                                              if n not in set(searched)]
     report = {"search_config": str(search_config), "recipe": str(recipe), "flops_budget": flops_budget,
               "randoms": randoms, "tolerance": tolerance, "supernet_seeds": len(set(map(str, supernets))),
-              "seeds": rows, "evolution_minus_random": summarize(rows, "evolution_minus_random"),
-              "evolution_minus_median": summarize(rows, "evolution_minus_median")}
+              "searched_sequences": searched, "seeds": rows,
+              "evolution_minus_random": summarize(rows, "evolution_minus_random", held_out),
+              "evolution_minus_median": summarize(rows, "evolution_minus_median", held_out)}
     write_json(out / "controls.json", report)
     return report
