@@ -65,7 +65,7 @@ class FitnessSpec:
         keyed apart (by its digest), splits the fitness never reads are left out, ``frames`` only when set."""
         key = {"data": data_read(self.data, ("train", self.split)), "split": self.split, "sequences": self.sequences, "tracker": self.tracker,
                "calibration_images": self.calibration_images, "calibration_batch": self.calibration_batch,
-               "device": self.device, "threads": self.threads}
+               "device": self.device, "threads": self.threads, "form": "fused"}  # form: BatchNorm folded (2026-12-06)
         if self.frames is not None:
             key["frames"] = self.frames
         return json.dumps(key, sort_keys=True)

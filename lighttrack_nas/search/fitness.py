@@ -1,7 +1,8 @@
 """Fitness of an architecture with inherited supernet weights.
 
 Extract the subnet (copies of its path's weights), recalibrate its BatchNorm statistics by exact
-averaging over a fixed set of training crops, track every validation sequence, and score with the
+averaging over a fixed set of training crops, fold them into the convolutions (the fused form the
+tracker deploys, :func:`~lighttrack_nas.deploy.inference_model`), track every validation sequence, and score with the
 GOT-10k protocol: fitness = (AO + SR0.5) / 2 (:attr:`TrackerScore.fitness`, REFERENCE.md section 1).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from ..data.sequence import Sequence
+from ..deploy import inference_model
 from ..evaluate.results import TrackerScore, score_tracks
 from ..evaluate.tracking import score_model
 from ..space.space import Architecture, largest_architecture
@@ -36,6 +38,14 @@ def recalibrate_batchnorm(model: nn.Module, batches: Seq[tuple[torch.Tensor, tor
     return model.eval()
 
 
+def inherited_subnet(supernet: nn.Module, arch: Architecture,
+                     calibration: Seq[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+    """``arch``'s subnet as the search scores it: weights copied from ``supernet``, BatchNorm
+    recalibrated on ``calibration``, then fused (BatchNorm folded, the deployment form)."""
+    with torch.no_grad():
+        return inference_model(recalibrate_batchnorm(supernet.extract(arch), calibration))
+
+
 class SubnetEvaluator:
     """Scores architectures with weights inherited from a supernet (BN recalibrated per subnet)."""
 
@@ -45,7 +55,7 @@ class SubnetEvaluator:
         self.tracker_config = tracker_config
 
     def score(self, arch: Architecture) -> TrackerScore:
-        subnet = recalibrate_batchnorm(self.supernet.extract(arch), self.calibration)
+        subnet = inherited_subnet(self.supernet, arch, self.calibration)
         return score_model(subnet, self.sequences, self.tracker_config, name=str(arch))
 
     def __call__(self, archs: list[Architecture]) -> list[float]:
