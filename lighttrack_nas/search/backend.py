@@ -63,9 +63,11 @@ class FitnessSpec:
     def identity(self) -> str:
         """What decides a candidate's scores, as the key a resumed search must match: the supernet is
         keyed apart (by its digest), splits the fitness never reads are left out, ``frames`` only when set."""
+        from .fitness import FITNESS_FORM
+
         key = {"data": data_read(self.data, ("train", self.split)), "split": self.split, "sequences": self.sequences, "tracker": self.tracker,
                "calibration_images": self.calibration_images, "calibration_batch": self.calibration_batch,
-               "device": self.device, "threads": self.threads, "form": "fused"}  # form: BatchNorm folded (2026-12-06)
+               "device": self.device, "threads": self.threads, "form": FITNESS_FORM}
         if self.frames is not None:
             key["frames"] = self.frames
         return json.dumps(key, sort_keys=True)

@@ -38,6 +38,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Seq[tuple[torch.Tensor, tor
     return model.eval()
 
 
+FITNESS_FORM = "fused"  # what the fitness tracks: BatchNorm folded (since 2026-12-06); part of every score's key
+
+
 def inherited_subnet(supernet: nn.Module, arch: Architecture,
                      calibration: Seq[tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
     """``arch``'s subnet as the search scores it: weights copied from ``supernet``, BatchNorm

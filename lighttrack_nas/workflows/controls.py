@@ -67,15 +67,17 @@ def summarize(rows: list[dict[str, Any]], key: str, held_out: Seq[str] | None = 
               resamples: int = 10000) -> dict[str, Any]:
     """Mean, std, wins and bootstrap interval of the paired difference ``key`` over the seeds' rows; with
     ``held_out`` (sequence names) the same for the mean difference over those sequences alone."""
+    def gaps(names: Seq[str]) -> list[list[float]]:  # (seeds, sequences), paired by sequence name
+        return [[r[key]["per_sequence"][name] for name in names] for r in rows]
+
     values = np.array([r[key]["ao"] for r in rows])
-    mean, low, high = paired_bootstrap([list(r[key]["per_sequence"].values()) for r in rows], resamples=resamples)
+    mean, low, high = paired_bootstrap(gaps(sorted(rows[0][key]["per_sequence"])), resamples=resamples)
     summary = {"per_seed": values.tolist(), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if
                len(values) > 1 else 0.0, "wins": int((values > 0).sum()), "seeds": len(values),
                "per_sequence_mean": mean, "ci95": [low, high]}
     if held_out:
-        diffs = [[r[key]["per_sequence"][name] for name in held_out] for r in rows]
-        per_seed = np.array([np.mean(d) for d in diffs])
-        mean, low, high = paired_bootstrap(diffs, resamples=resamples)
+        per_seed = np.array([np.mean(g) for g in gaps(held_out)])
+        mean, low, high = paired_bootstrap(gaps(held_out), resamples=resamples)
         summary["held_out"] = {"sequences": len(held_out), "per_seed": per_seed.tolist(),
                                "wins": int((per_seed > 0).sum()), "mean": mean, "ci95": [low, high]}
     return summary
@@ -131,8 +133,7 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         log.info("seed %d: evolution %.3f, random search %.3f, same-size median %.3f (val AO)", seed,
                  scored["evolution"]["ao"], scored["random"]["ao"], median)
     searched = searched_sequences(search_config)
-    held_out = None if searched is None else [n for n in sorted(rows[0]["evolution_minus_random"]["per_sequence"])
-                                              if n not in set(searched)]
+    held_out = None if searched is None else sorted(set(rows[0]["evolution_minus_random"]["per_sequence"]) - set(searched))
     report = {"search_config": str(search_config), "recipe": str(recipe), "flops_budget": flops_budget,
               "randoms": randoms, "tolerance": tolerance, "supernet_seeds": len(set(map(str, supernets))),
               "searched_sequences": searched, "seeds": rows,

@@ -265,7 +265,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     from ..evaluate.tracking import track_sequences
     from ..io import atomic_write
     from ..models import load_supernet
-    from ..search.fitness import inherited_subnet
+    from ..search.fitness import FITNESS_FORM, inherited_subnet
     from ..search.runner import file_digest
     from ..tracker import TrackerConfig
 
@@ -283,7 +283,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     pairs = {text: ([s.head(f) for s in sequences[:k]], [s.head(f) for s in sequences[k:2 * k]])
              for text, (k, f) in parsed.items() if 2 * k <= len(sequences)}
     identity = json.dumps([file_digest(supernet), calibration_images, recipe["tracker"], recipe["data"], recipe["split"],
-                           torch.get_num_threads(), "fused"], sort_keys=True)  # everything the tracked boxes depend on
+                           torch.get_num_threads(), FITNESS_FORM], sort_keys=True)  # everything the tracked boxes depend on
     cache = Path(out) / "inherited"
     rows = []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
