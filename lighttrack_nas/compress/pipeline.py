@@ -32,7 +32,7 @@ from ..io import save_torch, write_json
 from ..machine import machine_info
 from ..models.build import build_model, read_checkpoint
 from ..train.baseline import BaselineTrainer, model_section
-from .prune import BUDGET_KINDS, CRITERIA, MinWidths, PruneResult, check_budget, check_width, measure, prune_to_budget
+from .prune import BUDGET_KINDS, CRITERIA, DEFAULT_NORMALIZER, NORMALIZERS, MinWidths, PruneResult, check_budget, check_width, measure, prune_to_budget
 from .vit_prune import (SCOPES, SlimTrainer, TransformerMinWidths, check_transformer_budget, slim_to_budget,
                         torch_prune_to_budget)
 
@@ -42,7 +42,7 @@ FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {"cnn": CRITERIA, "lighttrack_net"
 DEFAULT_CRITERION = {"cnn": "slimming", "lighttrack_net": "slimming", "vit": "vit-slim", "hybrid": "vit-slim"}
 SPARSITY_CRITERIA = ("slimming", "vit-slim")  # the criteria with a sparsity training
 PRUNE_DEFAULTS: dict[str, Any] = {
-    "criterion": None, "budget_kind": "macs", "norm": 1, "min_width": 1, "min_width_layers": {},
+    "criterion": None, "budget_kind": "macs", "norm": 1, "normalizer": None, "min_width": 1, "min_width_layers": {},
     "min_head_dim": 1, "min_mlp": 1, "min_embed": 1, "scope": "global", "layer_scope_below": 0.1,
     "sparsity": {"l1": 1e-5, "attn_l1": 1.5e-4, "mlp_l1": 7.5e-5, "embed_l1": 1.5e-4, "train": {}},
     "finetune": {"train": {}}, "latency": {"threads": 1, "min_run_time": 0.5},
@@ -68,6 +68,7 @@ class PruneSettings:
     min_mlp: int = 1
     min_embed: int = 1
     gate_l1: dict[str, float] = field(default_factory=dict)
+    normalizer: str | None = None
 
     @classmethod
     def from_experiment(cls, cfg: Mapping[str, Any], criterion: str | None = None,
@@ -93,6 +94,11 @@ class PruneSettings:
         if budget_kind not in BUDGET_KINDS:
             raise ConfigError(f"prune.budget_kind: {budget_kind!r} is not one of {list(BUDGET_KINDS)}")
         Field(choices=SCOPES).check(s["scope"], "prune.scope")
+        if s["normalizer"] is not None:
+            if criterion not in DEFAULT_NORMALIZER:
+                raise ConfigError(f"prune.normalizer: applies to the criteria {list(DEFAULT_NORMALIZER)}, "
+                                  f"not {criterion!r}; leave it null")
+            Field(choices=NORMALIZERS).check(s["normalizer"], "prune.normalizer")
         Field(low=0, high=1).check(s["layer_scope_below"], "prune.layer_scope_below")
         l1 = {key: s["sparsity"][key] for key in ("l1", "attn_l1", "mlp_l1", "embed_l1")}
         for key, value in l1.items():
@@ -105,7 +111,8 @@ class PruneSettings:
         return cls(criterion, budget_kind, int(s["norm"]), min_widths, l1["l1"], dict(s["sparsity"]["train"]),
                    dict(s["finetune"]["train"]), dict(s["latency"]), family, s["scope"],
                    float(s["layer_scope_below"]), **mins,
-                   gate_l1={kind: l1[f"{kind}_l1"] for kind in ("attn", "mlp", "embed")})
+                   gate_l1={kind: l1[f"{kind}_l1"] for kind in ("attn", "mlp", "embed")},
+                   normalizer=s["normalizer"] or DEFAULT_NORMALIZER.get(criterion))
 
     @property
     def transformer_widths(self) -> TransformerMinWidths:
@@ -148,9 +155,11 @@ def prune_model(model: nn.Module, budget: float, kind: str, settings: PruneSetti
     :func:`~.vit_prune.slim_to_budget` (scope by :meth:`PruneSettings.scope_for`); ``torch-pruning``
     -> :func:`~.vit_prune.torch_prune_to_budget`."""
     if _family(model, settings) in CHANNEL_FAMILIES:
-        return prune_to_budget(model, budget, kind, settings.criterion, settings.min_widths, settings.norm, progress)
+        return prune_to_budget(model, budget, kind, settings.criterion, settings.min_widths, settings.norm, progress,
+                               settings.normalizer)
     if settings.criterion == "torch-pruning":
-        return torch_prune_to_budget(model, budget, kind, settings.transformer_widths, settings.norm, progress)
+        return torch_prune_to_budget(model, budget, kind, settings.transformer_widths, settings.norm, progress,
+                                     settings.normalizer)
     return slim_to_budget(model, budget, kind, settings.transformer_widths, settings.scope_for(budget), progress)
 
 
@@ -213,7 +222,8 @@ def prune_checkpoint(cfg: Mapping[str, Any], checkpoint: str | Path, out: str | 
     settings = PruneSettings.from_experiment(cfg, criterion, budget_kind)
     out, kind = Path(out), settings.budget_kind
     pruned_path = out / "pruned.pt"
-    request = {"budget": float(budget), "budget_kind": kind, "criterion": settings.criterion}
+    request = {"budget": float(budget), "budget_kind": kind, "criterion": settings.criterion,
+               "normalizer": settings.normalizer}
     if not resume and (pruned_path.exists() or (out / "sparsity" / "checkpoint.pt").exists()):
         raise ValueError(f"{out} holds a pruning run: pass --resume to continue it, or choose another --out")
     dense = load_network(checkpoint)

@@ -41,6 +41,11 @@ from ..models.tracking import Predictor, TrackingNet
 
 CRITERIA = ("magnitude", "slimming")
 BUDGET_KINDS = ("macs", "params")
+NORMALIZERS = ("none", "mean", "max")
+"""How each group's importances are scaled before the global ranking: ``none`` keeps the raw values
+(one threshold for the whole network, Network Slimming's), ``mean`` / ``max`` divide them by the
+group's mean / maximum, so each layer is ranked relative to itself."""
+DEFAULT_NORMALIZER = {"magnitude": "mean", "torch-pruning": "mean", "slimming": "none"}
 
 
 class BudgetError(ValueError):
@@ -90,18 +95,23 @@ def measure(model: TrackingNet) -> dict[str, int]:
     return {"macs": cost.macs, "params": cost.params}
 
 
-def importance(criterion: str, norm: int = 1) -> tp.importance.Importance:
-    """``magnitude``: group L``norm`` of the conv filters, normalised per group (mean);
-    ``torch-pruning`` (the ViT's): the same over convs and linear layers; ``slimming``: BatchNorm
-    scale |gamma|, unnormalised so one global threshold applies (Network Slimming)."""
-    if criterion in ("magnitude", "torch-pruning"):
-        if norm not in (1, 2):
-            raise ValueError(f"prune.norm: {norm!r} is not one of [1, 2]")
-        types = [nn.modules.conv._ConvNd] + ([nn.Linear] if criterion == "torch-pruning" else [])
-        return tp.importance.GroupMagnitudeImportance(p=norm, normalizer="mean", target_types=types)
+def importance(criterion: str, norm: int = 1, normalizer: str | None = None) -> tp.importance.Importance:
+    """``magnitude``: group L``norm`` of the conv filters; ``torch-pruning`` (the ViT's): the same
+    over convs and linear layers; ``slimming``: BatchNorm scale |gamma| (Network Slimming). Scores
+    are scaled per group by ``normalizer`` (:data:`NORMALIZERS`; None: the criterion's
+    :data:`DEFAULT_NORMALIZER`, ``mean`` for the magnitudes, ``none`` for slimming's global threshold)."""
+    if criterion not in DEFAULT_NORMALIZER:
+        raise ValueError(f"criterion {criterion!r} is not one of {list(DEFAULT_NORMALIZER)}")
+    normalizer = normalizer or DEFAULT_NORMALIZER[criterion]
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"prune.normalizer: {normalizer!r} is not one of {list(NORMALIZERS)}")
+    scale = None if normalizer == "none" else normalizer
     if criterion == "slimming":
-        return tp.importance.BNScaleImportance(normalizer=None)
-    raise ValueError(f"criterion {criterion!r} is not one of ['magnitude', 'slimming', 'torch-pruning']")
+        return tp.importance.BNScaleImportance(normalizer=scale)
+    if norm not in (1, 2):
+        raise ValueError(f"prune.norm: {norm!r} is not one of [1, 2]")
+    types = [nn.modules.conv._ConvNd] + ([nn.Linear] if criterion == "torch-pruning" else [])
+    return tp.importance.GroupMagnitudeImportance(p=norm, normalizer=scale, target_types=types)
 
 
 class ChannelGraph:
@@ -230,11 +240,12 @@ def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping
 
 
 def prune_to_budget(model: TrackingNet, budget: float, kind: str = "macs", criterion: str = "magnitude",
-                    min_widths: MinWidths = MinWidths(), norm: int = 1, progress: bool = True) -> PruneResult:
+                    min_widths: MinWidths = MinWidths(), norm: int = 1, progress: bool = True,
+                    normalizer: str | None = None) -> PruneResult:
     """Prune the channels of CNN ``model`` in place until its ``kind`` (macs or params) is at most
-    ``budget`` x dense."""
+    ``budget`` x dense, ranking channels by ``importance(criterion, norm, normalizer)``."""
     dense, _ = check_budget(model, budget, kind, min_widths)
-    scorer = importance(criterion, norm)
+    scorer = importance(criterion, norm, normalizer)
     graph = ChannelGraph.of_tracking_net(model)
 
     def units() -> list[Units]:

@@ -378,14 +378,15 @@ def _tp_units(model: ViTTracker, graph: tp.DependencyGraph, scorer: tp.importanc
 
 def torch_prune_to_budget(model: ViTTracker, budget: float, kind: str = "macs",
                           min_widths: TransformerMinWidths = TransformerMinWidths(), norm: int = 1,
-                          progress: bool = True) -> PruneResult:
+                          progress: bool = True, normalizer: str | None = None) -> PruneResult:
     """torch-pruning: prune ViT ``model`` in place (masks folded first, if any) to at most
-    ``budget`` x its ``kind`` by group L``norm`` magnitude, iteratively."""
+    ``budget`` x its ``kind`` by group L``norm`` magnitude (scaled per group by ``normalizer``,
+    :func:`~.prune.importance`), iteratively."""
     if not isinstance(model, ViTTracker):
         raise ValueError(f"prune.criterion 'torch-pruning' prunes family vit, not {model.spec()['family']}")
     fold_gates(model)
     dense, _ = check_transformer_budget(model, budget, kind, min_widths)
-    scorer = importance("torch-pruning", norm)
+    scorer = importance("torch-pruning", norm, normalizer)
     was_training = model.training
     inputs = (torch.zeros(1, 3, model.template_size, model.template_size),
               torch.zeros(1, 3, model.search_size, model.search_size))

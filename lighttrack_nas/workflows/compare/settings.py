@@ -55,7 +55,7 @@ from typing import Any
 import yaml
 
 from ...compress import PruneSettings
-from ...config import ConfigError, Field, check_keys, deep_merge, load_yaml
+from ...config import ConfigError, Field, check_keys, config_differences, deep_merge, load_yaml
 from ...io import atomic_write
 from ...search.settings import SearchSettings, parse_count
 from ..retrain import INITS
@@ -316,7 +316,21 @@ def _compress_plan(data: Mapping[str, Any], config: Path, families: Mapping[str,
     return compress, teacher, layers, ablation
 
 
+RESUME_FREE_KEYS = frozenset({"description", "device", "data.workers", "train.threads", "train.checkpoint_every",
+                              "train.log_every", "search.processes"})
+"""Keys of a resolved config that a resumed comparison may change (they do not change any result)."""
+
+
 def _write(path: Path, cfg: Mapping[str, Any]) -> None:
+    """Write a resolved config; ConfigError naming the differences when ``path`` holds one made with
+    other settings (a resumed comparison would mix its finished stages with the new settings')."""
+    if path.exists():
+        changed = config_differences(yaml.safe_load(path.read_text()) or {}, yaml.safe_load(yaml.safe_dump(dict(cfg))),
+                                     RESUME_FREE_KEYS)
+        if changed:
+            raise ConfigError(f"{path}: the comparison in {path.parent.parent} was prepared with other settings "
+                              f"({'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}): choose another --out "
+                              f"or remove it")
     atomic_write(path, yaml.safe_dump(dict(cfg), sort_keys=False))
 
 
