@@ -134,6 +134,24 @@ def test_params_budget_and_slimming_criterion():
     assert result.pruned["params"] <= 0.3 * result.dense["params"]
 
 
+def test_a_layer_normalised_slimming_threshold_keeps_a_part_whose_scales_are_all_small():
+    """The global threshold empties the towers whose BatchNorm scales all sit below the backbone's
+    (issue 29's collapsed baseline); prune.normalizer mean ranks each layer against itself."""
+    widths = {}
+    for normalizer in ("none", "mean"):
+        model, g = _model(), torch.Generator().manual_seed(0)
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                scale = 0.01 if "tower" in name else 1.0
+                module.weight.data = scale * (0.5 + torch.rand(module.num_features, generator=g))
+        prune_to_budget(model, 0.6, "macs", "slimming", MinWidths(2), progress=False, normalizer=normalizer)
+        widths[normalizer] = model.spec()["widths"]["cls_tower"] + model.spec()["widths"]["reg_tower"]
+    assert all(w == 2 for w in widths["none"])
+    assert min(widths["mean"]) > 2
+    with pytest.raises(ValueError, match=r"prune.normalizer: 'median' is not one of \['none', 'mean', 'max'\]"):
+        prune_to_budget(_model(), 0.6, "macs", "slimming", progress=False, normalizer="median")
+
+
 def test_minimum_widths_are_respected():
     mins = MinWidths(3, (("backbone.0.*", 6), ("cls_tower.*", 5)))
     dense, smallest = check_budget(_model(), 0.5, "macs", mins)

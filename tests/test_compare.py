@@ -214,6 +214,23 @@ def test_bad_values_are_clear_errors_before_any_work(micro_config, tmp_path, mon
     assert not (tmp_path / "out" / "stages.json").exists()
 
 
+def test_a_resume_with_changed_settings_is_refused_with_the_difference(micro_config, tmp_path):
+    cfg = micro_compare(micro_config)
+    prepare(_write(tmp_path / "a.yaml", cfg), tmp_path / "out")
+    cfg["compare"]["prune"]["min_width"] = 1  # before any stage ran, the configs are rewritten
+    prepare(_write(tmp_path / "a.yaml", cfg), tmp_path / "out")
+    (tmp_path / "out" / "stages.json").write_text("{}")  # a stage ran
+    cfg["train"]["threads"] = 2  # no result depends on it: the resume goes on
+    prepare(_write(tmp_path / "a.yaml", cfg), tmp_path / "out")
+    cfg["compare"]["prune"]["normalizer"] = "mean"
+    with pytest.raises(ConfigError, match=r"cnn.yaml: the comparison in .* was prepared with other settings "
+                                          r"\(prune.normalizer: saved '<absent>', now 'mean'\)"):
+        prepare(_write(tmp_path / "a.yaml", cfg), tmp_path / "out")
+    cfg["compare"]["prune"]["normalizer"] = "median"
+    with pytest.raises(ConfigError, match=r"compare.prune.normalizer: 'median' is not one of"):
+        prepare(_write(tmp_path / "b.yaml", cfg), tmp_path / "out2")
+
+
 def test_verdicts(micro_config, tmp_path):
     exp = prepare(_write(tmp_path / "c.yaml", micro_compare(micro_config)), tmp_path / "out")
 

@@ -321,10 +321,11 @@ RESUME_FREE_KEYS = frozenset({"description", "device", "data.workers", "train.th
 """Keys of a resolved config that a resumed comparison may change (they do not change any result)."""
 
 
-def _write(path: Path, cfg: Mapping[str, Any]) -> None:
-    """Write a resolved config; ConfigError naming the differences when ``path`` holds one made with
-    other settings (a resumed comparison would mix its finished stages with the new settings')."""
-    if path.exists():
+def _write(path: Path, cfg: Mapping[str, Any], started: bool = False) -> None:
+    """Write a resolved config; when the comparison has ``started`` (a stage ran), ConfigError naming
+    the differences if ``path`` holds one made with other settings (the resume would mix its finished
+    stages with the new settings')."""
+    if started and path.exists():
         changed = config_differences(yaml.safe_load(path.read_text()) or {}, yaml.safe_load(yaml.safe_dump(dict(cfg))),
                                      RESUME_FREE_KEYS)
         if changed:
@@ -352,20 +353,21 @@ def prepare(config: str | Path, out: str | Path) -> Experiment:
         raw.pop(key, None)  # each family's come from its compare section
     SearchSettings.from_config(raw.get("search"), f"{config}: search")  # the searches' settings, checked now
 
-    configs = Path(out) / "configs"
+    configs, started = Path(out) / "configs", (Path(out) / "stages.json").exists()
     configs.mkdir(parents=True, exist_ok=True)
     paths = {name: configs / f"{name}.yaml" for name in ("nas", "retrain")}
     common = {k: v for k, v in raw.items() if k != "search"}
     train = raw.get("train") or {}
-    _write(paths["nas"], raw)
-    _write(paths["retrain"], {**common, "train": deep_merge(train, nas_train)})
+    _write(paths["nas"], raw, started)
+    _write(paths["retrain"], {**common, "train": deep_merge(train, nas_train)}, started)
     loaded = {name: load_experiment(path) for name, path in paths.items()}
     pruned = []
     for name, fam in families.items():
         prune = dict(fam["prune"])
         criteria = prune.pop("criteria", None)
         path = configs / f"{name}.yaml"
-        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "prune": prune})
+        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "prune": prune},
+               started)
         cfg = load_experiment(path)
         key = "prune" if name == "cnn" else f"families.{name}.prune"
         try:
@@ -386,7 +388,8 @@ def prepare(config: str | Path, out: str | Path) -> Experiment:
         compress, teacher, layers, ablation = _compress_plan(section, config, families)
         fam = families[teacher]
         path = configs / "compresstracker.yaml"
-        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "compress": compress})
+        _write(path, {**common, "model": fam["model"], "train": deep_merge(train, fam["train"]), "compress": compress},
+               started)
         load_experiment(path)
         variants = [(f"ct{n}", n, dict(ABLATION[-1][1])) for n in layers]  # label, layers, switches
         if ablation is not None:
