@@ -263,6 +263,25 @@ def test_a_pruned_lighttrack_subnet_reloads_from_its_spec(lighttrack_config):
         build_model({**spec, "channels": {"backbone.0.0": [3, 0]}})
 
 
+def test_pruning_counts_macs_exactly_only_near_the_budget(lighttrack_config, monkeypatch):
+    """Between fvcore counts the MACs are estimated from the layer widths (LayerMacs); the budget is
+    still met exactly and the network lands just under it."""
+    import lighttrack_nas.compress.prune as prune_module
+    from lighttrack_nas.cost.count import LayerMacs, frame_macs
+
+    from lighttrack_nas.train.baseline import model_spec
+
+    torch.manual_seed(0)
+    net = build_model(model_spec(load_experiment(lighttrack_config))).eval()
+    layers, exact = LayerMacs(net), frame_macs(net)
+    assert 0.9 * exact < layers() <= exact  # the convolutions are nearly all of it
+    counts = []
+    monkeypatch.setattr(prune_module, "frame_macs", lambda m: counts.append(1) or frame_macs(m))
+    result = prune_to_budget(net, 0.5, "macs", "slimming", progress=False)
+    assert 0.49 < result.ratio("macs") <= 0.5 and result.pruned["macs"] == frame_macs(net)
+    assert len(counts) < result.steps / 2, (len(counts), result.steps)
+
+
 def test_lighttrack_net_trains_from_the_imagenet_start_prunes_and_fine_tunes(lighttrack_config, tmp_path):
     from lighttrack_nas.models.pretrained import init_backbone
     from lighttrack_nas.train.baseline import model_spec

@@ -17,8 +17,9 @@ stand-in neck output, so the neck's reshapes and matmul never enter it.
 
 Pruning is iterative (:func:`prune_iteratively`, shared with the ViT's torch-pruning method): each
 step ranks the units (channels) of all groups globally by the criterion's importance and removes a
-slice sized from the remaining gap to the budget, then re-counts the MACs (fvcore) or parameters,
-until the network is within the budget. Per-layer minimum widths bound every group; a budget below
+slice sized from the remaining gap to the budget, then re-counts the parameters, or the MACs
+(estimated from the layers' widths between fvcore counts, counted by fvcore near the target, so the
+budget is always checked exactly), until the network is within the budget. Per-layer minimum widths bound every group; a budget below
 the network at its minimum widths raises :class:`BudgetError`.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import Field
-from ..cost.count import count_tracking_model
+from ..cost.count import LayerMacs, frame_macs
 from ..models.tracking import Predictor, TrackingNet
 
 CRITERIA = ("magnitude", "slimming")
@@ -91,8 +92,7 @@ class PruneResult:
 
 def measure(model: TrackingNet) -> dict[str, int]:
     """Per-frame MACs (fvcore, LightTrack's convention) and parameters of ``model``."""
-    cost = count_tracking_model(model)
-    return {"macs": cost.macs, "params": cost.params}
+    return {"macs": frame_macs(model), "params": sum(p.numel() for p in model.parameters())}
 
 
 def importance(criterion: str, norm: int = 1, normalizer: str | None = None) -> tp.importance.Importance:
@@ -206,21 +206,48 @@ class Units:
     remove: Callable[[list[int]], Any]
 
 
+EXACT_WITHIN = 0.01
+"""Pruning counts the MACs exactly (fvcore) once the estimate is within this fraction of the target."""
+
+
+class _Progress:
+    """The MACs or parameters of a network being pruned: parameters counted exactly every step; MACs
+    estimated from :class:`~lighttrack_nas.cost.count.LayerMacs` relative to the last exact (fvcore)
+    count, and counted exactly once the estimate is within :data:`EXACT_WITHIN` of ``target``."""
+
+    def __init__(self, model: nn.Module, kind: str, target: float, dense: Mapping[str, int]):
+        self.model, self.kind, self.target = model, kind, target
+        self.layers = LayerMacs(model) if kind == "macs" else None
+        self.anchor = (dense[kind], self.layers()) if self.layers else None
+        self.exact_counts = 0
+
+    def __call__(self) -> float:
+        if self.layers is None:
+            return sum(p.numel() for p in self.model.parameters())
+        layers = self.layers()
+        estimate = self.anchor[0] * layers / self.anchor[1]
+        if estimate > self.target * (1 + EXACT_WITHIN):
+            return estimate
+        self.anchor, self.exact_counts = (frame_macs(self.model), layers), self.exact_counts + 1
+        return self.anchor[0]
+
+
 def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping[str, int],
                       units: Callable[[], list[Units]], progress: bool = True) -> PruneResult:
     """Remove the globally least important ``units()`` of ``model`` step by step (each step about
-    half of what uniform width scaling would need, cost ~ width^2), re-measuring, until its ``kind``
-    is at most ``budget`` x ``dense``."""
-    target, current, steps = budget * dense[kind], dict(dense), 0
+    half of what uniform width scaling would need, cost ~ width^2), re-counting (:class:`_Progress`:
+    fvcore only near the target), until its ``kind`` is at most ``budget`` x ``dense``."""
+    target, steps = budget * dense[kind], 0
+    current, count_cost = float(dense[kind]), _Progress(model, kind, budget * dense[kind], dense)
     bar = tqdm(total=100, desc=f"pruning to {budget:g} {kind}", disable=not progress, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| [{elapsed}{postfix}]")
-    while current[kind] > target:
+    while current > target:
         offered = units()
         scored = [u for u in offered if len(u.scores) > u.minimum]
         if not scored:  # the budget checks make this unreachable
             raise BudgetError(f"budget {budget:g}: no prunable channel left at {current[kind]} {kind}")
         total = sum(len(u.scores) for u in offered)
-        count = max(1, int(0.5 * (1 - math.sqrt(target / current[kind])) * total))
+        count = max(1, int(0.5 * (1 - math.sqrt(target / current)) * total))
         ranked = sorted((float(v), i, c) for i, u in enumerate(scored) for c, v in enumerate(u.scores.tolist()))
         chosen: dict[int, list[int]] = {}
         for _, i, c in ranked:
@@ -231,12 +258,12 @@ def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping
                     break
         for i, idxs in chosen.items():
             scored[i].remove(sorted(idxs))
-        current, steps = measure(model), steps + 1
-        done = (dense[kind] - current[kind]) / (dense[kind] - target)
+        current, steps = count_cost(), steps + 1
+        done = (dense[kind] - current) / (dense[kind] - target)
         bar.update(min(100.0, 100 * done) - bar.n)
-        bar.set_postfix_str(f"step {steps}, {kind} {current[kind] / dense[kind]:.3f} of dense")
+        bar.set_postfix_str(f"step {steps}, {kind} {current / dense[kind]:.3f} of dense")
     bar.close()
-    return PruneResult(dict(dense), current, steps)
+    return PruneResult(dict(dense), measure(model), steps)
 
 
 def prune_to_budget(model: TrackingNet, budget: float, kind: str = "macs", criterion: str = "magnitude",
