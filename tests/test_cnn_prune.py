@@ -292,11 +292,11 @@ def test_lighttrack_net_trains_from_the_imagenet_start_prunes_and_fine_tunes(lig
     fresh, donor = build_model(spec), build_supernet(space)
     init_backbone(fresh, "efficientnet-lite0")
     init_backbone(donor, "efficientnet-lite0")  # the supernet's own transfer, then the same path
-    expected = donor.extract(space.decode(spec["arch"])).state_dict()
+    expected, got = donor.extract(space.decode(spec["arch"])).state_dict(), fresh.state_dict()
     for name, _ in fresh.backbone.named_parameters():
         if ".se.reduce." in name:  # random by design: the transfer's SE gate is neutral through zero expand weights
             continue
-        assert torch.equal(fresh.state_dict()[f"backbone.{name}"], expected[f"backbone.{name}"])
+        assert torch.equal(got[f"backbone.{name}"], expected[f"backbone.{name}"])
 
     dense = tmp_path / "dense"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train_baseline.py"), "--config", str(lighttrack_config),

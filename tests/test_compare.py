@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lighttrack_nas.workflows.compare import compare, matched_table, prepare
+from lighttrack_nas.workflows.compare import compare, join_2x2, matched_table, prepare
 from lighttrack_nas.config import ConfigError
 from lighttrack_nas.machine import machine_info
 from lighttrack_nas.tracker import TrackerConfig
@@ -133,6 +133,33 @@ def test_report_and_plots(run):
         assert f"({name}.png)" in report
     for seed_dir in ("nas/seed0/retrain_2.5M", "cnn/seed0/dense"):
         assert (out / seed_dir / "test").is_dir()
+
+
+def test_the_2x2_joins_an_imagenet_and_a_random_start_run_and_refuses_mixed_ones(run, tmp_path):
+    _, out, _, _ = run
+    matched = json.loads((out / "matched.json").read_text())
+    assert matched["starts"] == {"nas": False, "cnn": False}  # the micro config has no ImageNet start
+    assert [e["budget"] for e in matched["matched"]] == NAS_BUDGETS
+    with pytest.raises(ValueError, match="the nas trackers of the ImageNet start row start from random weights"):
+        join_2x2(out, out, tmp_path / "2x2", "cnn", "cnn")
+    imagenet = tmp_path / "imagenet"  # the same trackers recorded as ImageNet-started: the join's mechanics
+    imagenet.mkdir()
+    (imagenet / "matched.json").write_text(json.dumps({**matched, "starts": {"nas": True, "cnn": True}}))
+    record = join_2x2(imagenet, out, tmp_path / "2x2", "cnn", "cnn")
+    assert [t["budget"] for t in record["table"]] == NAS_BUDGETS
+    ahead = sum(e.get("outcome") == "ahead" for e in matched["matched"])
+    assert record["ahead"] == {"imagenet": ahead, "scratch": ahead} and record["ahead_in_both"] == ahead
+    assert record["claim"].startswith("NAS beats pruning" if ahead >= 2 else "no claim")
+    table = (tmp_path / "2x2" / "2x2.md").read_text()
+    assert "| 2.5M |" in table and "**Claim**" in table and record["claim"] in table
+    with pytest.raises(ValueError, match="no pruned family 'lite0'; it has \\['cnn'\\]"):
+        join_2x2(imagenet, out, tmp_path / "2x2", "lite0", "cnn")
+    (imagenet / "matched.json").write_text(json.dumps({**matched, "starts": {"nas": True, "cnn": True},
+                                                       "split_id": "another"}))
+    with pytest.raises(ValueError, match="tracked different test splits"):
+        join_2x2(imagenet, out, tmp_path / "2x2", "cnn", "cnn")
+    with pytest.raises(FileNotFoundError, match="tools/compare.py --report-only"):
+        join_2x2(tmp_path, out, tmp_path / "2x2", "cnn", "cnn")
 
 
 def test_nas_rows_agree_with_the_retraining_evaluation(run):

@@ -368,7 +368,8 @@ def test_weight_average_is_checkpointed_used_and_resumed(micro_config, tmp_path)
         load_experiment(micro_config, {"train": {"ema_decay": 1.0}})
     plain = SupernetTrainer(load_experiment(micro_config), tmp_path / "cut", progress=False)
     assert plain.resume()  # a config without averaging resumes from the trained weights
-    assert all(torch.equal(plain.model.state_dict()[k], v) for k, v in final["training_model"].items())
+    weights = plain.model.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in final["training_model"].items())
     SupernetTrainer(load_experiment(micro_config), tmp_path / "plain", max_iters=1, progress=False).train()
     with pytest.raises(ValueError, match="written without train.ema_decay"):
         SupernetTrainer(cfg, tmp_path / "plain", progress=False).resume()

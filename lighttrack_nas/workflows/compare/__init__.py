@@ -3,7 +3,8 @@ trackers at matched MACs, over seeds, on one held-out split.
 
 ``compare(config, out)`` is the whole run: :func:`prepare` (validate the ``compare:`` section, write
 the per-family configs), :func:`run_compare` (every stage, finished ones skipped) and
-:func:`write_report` (``results.csv``, ``report.md``, plots).
+:func:`write_report` (``results.csv``, ``report.md``, ``matched.json``, plots). :func:`join_2x2` joins an
+ImageNet-start and a random-start run into issue 29's 2x2 of starting weights x method.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from .report import collect, matched_table, write_report
 from .runner import StageLog, run_compare
 from .settings import CompareSettings, Experiment, prepare
+from .two_by_two import join as join_2x2
 
 
 def compare(config: str | Path, out: str | Path, seeds: list[int] | None = None, supernet: str | Path | None = None,
@@ -26,5 +28,5 @@ def compare(config: str | Path, out: str | Path, seeds: list[int] | None = None,
     return write_report(exp, out, seeds)
 
 
-__all__ = ["CompareSettings", "Experiment", "StageLog", "collect", "compare", "matched_table", "prepare",
+__all__ = ["CompareSettings", "Experiment", "StageLog", "collect", "compare", "join_2x2", "matched_table", "prepare",
            "run_compare", "write_report"]

@@ -25,6 +25,8 @@ from ...search.pareto import pareto_front
 from .runner import TEST_FILE
 from .settings import Experiment
 
+MATCHED_FILE = "matched.json"   # the matched table, each family's start, seeds and split: the 2x2 join reads it
+
 Row = dict[str, Any]
 CSV_FIELDS = ["family", "method", "seed", "budget", "kind", "matched_to", "layers", "target_macs", "budget_fraction", "macs",
               "params", "latency_ms", "ao", "sr50", "sr75", "success_auc", "precision", "norm_precision", "macs_vs_nas",
@@ -526,4 +528,16 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
         lines += [f"| {k} | {v.get('seconds') if v.get('seconds') is not None else '-'} | {v.get('last', '-')} |"
                   for k, v in stages.items()]
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write(out / MATCHED_FILE, json.dumps({
+        "config": str(exp.config), "seeds": seeds, "split_id": rows[0].get("split_id") if rows else None,
+        "starts": starts(rows), "matched": table}, indent=2))
     return {"rows": rows, "matched": table, "unmatched": unmatched, "missing": missing, "plots": plots}
+
+
+def starts(rows: Sequence[Row]) -> dict[str, bool | None]:
+    """Per family: True when every training phase of every tracker descends from ImageNet weights,
+    False when none does, None when mixed or not recorded."""
+    flags: dict[str, set] = defaultdict(set)
+    for r in rows:
+        flags[r["family"]] |= {phase.get("imagenet") for phase in r["training"]}
+    return {family: next(iter(f)) if len(f) == 1 and None not in f else None for family, f in flags.items()}
