@@ -11,7 +11,7 @@ from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
 from lighttrack_nas.train.baseline import model_spec
 
-COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml")
+COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml", "compare_scratch_tiny.yaml")
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.yaml")
                      if p.name != "tracker.yaml" and p.name not in COMPARISONS)  # the comparisons: below
 
@@ -33,10 +33,13 @@ def test_compare_families_initialise(name, tmp_path):
     families = [family.experiment(0) for family in experiment.families]
     for cfg in (experiment.nas, experiment.retrain, *families):
         _check_trainable(cfg)
-    assert experiment.nas["train"]["pretrained_backbone"] == "efficientnet-lite0"
+    scratch = name == "compare_scratch_tiny.yaml"  # the random-start row of the 2x2: nothing from ImageNet
+    assert experiment.nas["train"]["pretrained_backbone"] == (None if scratch else "efficientnet-lite0")
     for family, cfg in zip(experiment.families, families):  # from scratch but the Lite0 ones (issue 29)
-        start = "efficientnet-lite0" if family.name in ("lite0", "largest") else None
+        start = "efficientnet-lite0" if family.name in ("lite0", "largest") and not scratch else None
         assert cfg["train"]["pretrained_backbone"] == start, family.name
+    if scratch:  # a random backbone learns from the first iteration, at the head's rate
+        assert experiment.nas["train"]["freeze_backbone_epochs"] == 0 and experiment.nas["train"]["backbone_lr_mult"] == 1
     if experiment.compress is not None:
         assert experiment.compress.experiment(0)["model"]["family"] == experiment.compress.teacher
 
