@@ -17,8 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --out runs/demo
 
+# two test processes: the tests run single-threaded (tests/conftest.py), so they use both cores
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 tests
 
 clean:
 	rm -rf $(VENV) runs
