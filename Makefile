@@ -17,9 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --out runs/demo
 
-# two test processes: the tests run single-threaded (tests/conftest.py), so they use both cores
+# two test processes: the tests run single-threaded, so they use both cores; a module's tests stay in one
+# process (its fixtures run once) and the Ray tests share one (tests/conftest.py)
 test: $(STAMP)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) runs
