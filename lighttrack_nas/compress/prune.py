@@ -19,8 +19,8 @@ Pruning is iterative (:func:`prune_iteratively`, shared with the ViT's torch-pru
 step ranks the units (channels) of all groups globally by the criterion's importance and removes a
 slice sized from the remaining gap to the budget, then re-counts the parameters, or the MACs
 (estimated from the layers' widths between fvcore counts, counted by fvcore near the target, so the
-budget is always checked exactly), until the network is within the budget. Per-layer minimum widths bound every group; a budget below
-the network at its minimum widths raises :class:`BudgetError`.
+budget is always checked exactly), until the network is within the budget. Per-layer minimum widths
+bound every group; a budget below the network at its minimum widths raises :class:`BudgetError`.
 """
 from __future__ import annotations
 
@@ -216,10 +216,9 @@ class _Progress:
     count, and counted exactly once the estimate is within :data:`EXACT_WITHIN` of ``target``."""
 
     def __init__(self, model: nn.Module, kind: str, target: float, dense: Mapping[str, int]):
-        self.model, self.kind, self.target = model, kind, target
+        self.model, self.target = model, target
         self.layers = LayerMacs(model) if kind == "macs" else None
         self.anchor = (dense[kind], self.layers()) if self.layers else None
-        self.exact_counts = 0
 
     def __call__(self) -> float:
         if self.layers is None:
@@ -228,7 +227,7 @@ class _Progress:
         estimate = self.anchor[0] * layers / self.anchor[1]
         if estimate > self.target * (1 + EXACT_WITHIN):
             return estimate
-        self.anchor, self.exact_counts = (frame_macs(self.model), layers), self.exact_counts + 1
+        self.anchor = (frame_macs(self.model), layers)
         return self.anchor[0]
 
 
@@ -245,7 +244,7 @@ def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping
         offered = units()
         scored = [u for u in offered if len(u.scores) > u.minimum]
         if not scored:  # the budget checks make this unreachable
-            raise BudgetError(f"budget {budget:g}: no prunable channel left at {current[kind]} {kind}")
+            raise BudgetError(f"budget {budget:g}: no prunable channel left at {current:.0f} {kind}")
         total = sum(len(u.scores) for u in offered)
         count = max(1, int(0.5 * (1 - math.sqrt(target / current)) * total))
         ranked = sorted((float(v), i, c) for i, u in enumerate(scored) for c, v in enumerate(u.scores.tolist()))
