@@ -17,10 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --out runs/demo
 
-# two test processes: the tests run single-threaded, so they use both cores; a module's tests stay in one
-# process (its fixtures run once) and the Ray tests share one (tests/conftest.py)
+# two test processes: the tests run single-threaded, so they use both cores; a file's tests stay in one
+# process (its module fixtures run once)
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) runs

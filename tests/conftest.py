@@ -13,18 +13,6 @@ import yaml
 from lighttrack_nas.models import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-RAY_MODULES = {"test_ray", "test_compare"}  # the modules whose tests start a local Ray
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Groups for pytest-xdist's ``--dist loadgroup`` (``make test``): a module's tests share one process,
-    so its module fixtures (a micro comparison, a trained supernet) run once, and the modules that start
-    Ray share one, so two local Ray instances never run side by side (a second ``ray.init`` could join
-    the first's)."""
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
 
 
 @pytest.fixture(scope="session")

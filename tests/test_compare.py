@@ -149,7 +149,14 @@ def test_the_2x2_joins_an_imagenet_and_a_random_start_run_and_refuses_mixed_ones
     assert [t["budget"] for t in record["table"]] == NAS_BUDGETS
     ahead = sum(e.get("outcome") == "ahead" for e in matched["matched"])
     assert record["ahead"] == {"imagenet": ahead, "scratch": ahead} and record["ahead_in_both"] == ahead
-    assert record["claim"].startswith("NAS beats pruning" if ahead >= 2 else "no claim")
+    assert record["claim"].startswith("no claim: 1 (ImageNet row) and 1 (random row) seed(s), the rule needs 3")
+    assert record["dense_ao"]["scratch"] == pytest.approx(matched["dense_ao"]["cnn"])
+    (imagenet / "matched.json").write_text(json.dumps({**matched, "starts": {"nas": True, "cnn": True},
+                                                       "seeds": [0, 1, 2]}))
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "matched.json").write_text(json.dumps({**matched, "seeds": [0, 1, 2]}))
+    record = join_2x2(imagenet, tmp_path / "scratch", tmp_path / "2x2", "cnn", "cnn")
+    assert record["claim"].startswith("NAS beats pruning" if ahead >= 2 else "no claim: NAS ahead at")
     table = (tmp_path / "2x2" / "2x2.md").read_text()
     assert "| 2.5M |" in table and "**Claim**" in table and record["claim"] in table
     with pytest.raises(ValueError, match="no pruned family 'lite0'; it has \\['cnn'\\]"):

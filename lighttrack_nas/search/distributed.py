@@ -36,7 +36,8 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
     else:
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING, configure_logging=False)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=False)  # a Ray of its own: never joins another process's local one
     return True
 
 

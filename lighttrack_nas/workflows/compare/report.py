@@ -530,7 +530,10 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
     atomic_write(out / MATCHED_FILE, json.dumps({
         "config": str(exp.config), "seeds": seeds, "split_id": rows[0].get("split_id") if rows else None,
-        "starts": starts(rows), "matched": table}, indent=2))
+        "starts": starts(rows), "dense_ao": {f: float(np.mean([r["ao"] for r in rows if r["family"] == f
+                                                               and r.get("kind") == "dense"]))
+                                             for f in {r["family"] for r in rows if r.get("kind") == "dense"}},
+        "matched": table}, indent=2))
     return {"rows": rows, "matched": table, "unmatched": unmatched, "missing": missing, "plots": plots}
 
 
