@@ -230,6 +230,12 @@ class _Progress:
         self.anchor = (frame_macs(self.model), layers)
         return self.anchor[0]
 
+    def final(self) -> dict[str, int]:
+        """:func:`measure` of the network once pruning has stopped: the MACs of the last exact count
+        (pruning stops only on one), counted again for a parameter budget."""
+        macs = self.anchor[0] if self.layers else frame_macs(self.model)
+        return {"macs": macs, "params": sum(p.numel() for p in self.model.parameters())}
+
 
 def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping[str, int],
                       units: Callable[[], list[Units]], progress: bool = True) -> PruneResult:
@@ -262,7 +268,7 @@ def prune_iteratively(model: nn.Module, budget: float, kind: str, dense: Mapping
         bar.update(min(100.0, 100 * done) - bar.n)
         bar.set_postfix_str(f"step {steps}, {kind} {current / dense[kind]:.3f} of dense")
     bar.close()
-    return PruneResult(dict(dense), measure(model), steps)
+    return PruneResult(dict(dense), count_cost.final(), steps)
 
 
 def prune_to_budget(model: TrackingNet, budget: float, kind: str = "macs", criterion: str = "magnitude",

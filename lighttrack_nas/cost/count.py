@@ -69,13 +69,18 @@ class _Template(nn.Module):
         return self.model.template_features(z)
 
 
+def _crops(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero template and search crops of ``model``'s sizes (batch 1): what every count runs."""
+    return (torch.zeros(1, 3, model.template_size, model.template_size),
+            torch.zeros(1, 3, model.search_size, model.search_size))
+
+
 def frame_macs(model: nn.Module) -> int:
     """Per-frame MACs of a tracking model alone (search branch + neck + head, template cached): the
     ``macs`` of :func:`count_tracking_model` without the template trace and the breakdown."""
-    z = torch.zeros(1, 3, model.template_size, model.template_size)
+    z, x = _crops(model)
     with eval_mode(model), torch.no_grad():
-        return fvcore_macs(_Head(model), model.template_features(z),
-                           torch.zeros(1, 3, model.search_size, model.search_size))
+        return fvcore_macs(_Head(model), model.template_features(z), x)
 
 
 class LayerMacs:
@@ -92,8 +97,7 @@ class LayerMacs:
             channels = out.shape[1] if isinstance(module, nn.Conv2d) else out.shape[-1]
             self.positions[module] = self.positions.get(module, 0) + out.numel() // channels
 
-        z = torch.zeros(1, 3, model.template_size, model.template_size)
-        x = torch.zeros(1, 3, model.search_size, model.search_size)
+        z, x = _crops(model)
         with eval_mode(model), torch.no_grad():
             zf = model.template_features(z)
             hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -117,8 +121,7 @@ class LayerMacs:
 def count_tracking_model(model: nn.Module) -> Cost:
     """Full fvcore count of a tracking model (``template_features`` + ``head``), e.g. a subnet, run in
     eval mode (``model`` is left in the mode it had). ``parts`` holds each top-level child's MACs and params."""
-    z = torch.zeros(1, 3, model.template_size, model.template_size)
-    x = torch.zeros(1, 3, model.search_size, model.search_size)
+    z, x = _crops(model)
     with eval_mode(model), torch.no_grad():
         zf = model.template_features(z)
         analysis = FlopCountAnalysis(_Head(model), (zf, x))

@@ -530,11 +530,17 @@ def write_report(exp: Experiment, out: str | Path, seeds: Sequence[int] | None =
     atomic_write(out / "report.md", "\n".join(lines) + "\n")
     atomic_write(out / MATCHED_FILE, json.dumps({
         "config": str(exp.config), "seeds": seeds, "split_id": rows[0].get("split_id") if rows else None,
-        "starts": starts(rows), "dense_ao": {f: float(np.mean([r["ao"] for r in rows if r["family"] == f
-                                                               and r.get("kind") == "dense"]))
-                                             for f in {r["family"] for r in rows if r.get("kind") == "dense"}},
-        "matched": table}, indent=2))
+        "starts": starts(rows), "dense_ao": dense_ao(rows), "matched": table}, indent=2))
     return {"rows": rows, "matched": table, "unmatched": unmatched, "missing": missing, "plots": plots}
+
+
+def dense_ao(rows: Sequence[Row]) -> dict[str, float]:
+    """Per family with a dense tracker: its mean AO over seeds (what the family's pruning starts from)."""
+    dense: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("kind") == "dense":
+            dense[r["family"]].append(r["ao"])
+    return {family: float(np.mean(ao)) for family, ao in dense.items()}
 
 
 def starts(rows: Sequence[Row]) -> dict[str, bool | None]:
