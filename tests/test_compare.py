@@ -169,6 +169,33 @@ def test_the_2x2_joins_an_imagenet_and_a_random_start_run_and_refuses_mixed_ones
         join_2x2(tmp_path, out, tmp_path / "2x2", "cnn", "cnn")
 
 
+def test_each_seed_trains_its_own_supernet_unless_one_is_given(run, tmp_path):
+    """A NAS seed retrains the supernet (the config's training with seed: S, into OUT/supernet/seedS); a given
+    supernet is shared by every seed; the layout before per-seed supernets is refused with what to do."""
+    import torch
+    from lighttrack_nas.models.build import read_checkpoint
+    from lighttrack_nas.workflows.compare.runner import StageLog, _supernet
+    config, out, summary, _ = run
+    work = tmp_path / "out"
+    shutil.copytree(out, work, ignore=shutil.ignore_patterns("nas", "cnn"))
+    exp, stages = prepare(config, work), StageLog(work / "stages.json")
+    path, phase = _supernet(exp, work, 1, None, stages, progress=False)
+    assert path == work / "supernet" / "seed1" / "checkpoint.pt" and "seed1/supernet" in stages.records
+    assert phase["shared"] == "every NAS tracker of seed 1" and phase["iterations"] == 2
+    seeds = [read_checkpoint(work / "supernet" / f"seed{s}" / "checkpoint.pt") for s in (0, 1)]
+    assert [c["config"]["seed"] for c in seeds] == [0, 1]
+    assert any(not torch.equal(a, seeds[1]["model"][k]) for k, a in seeds[0]["model"].items() if a.is_floating_point())
+    nas_rows = [r for r in summary["rows"] if r["family"] == "nas"]
+    assert nas_rows and all(r["training"][0]["shared"] == "every NAS tracker of seed 0" for r in nas_rows)
+    given, phase = _supernet(exp, work, 2, path, stages, progress=False)
+    assert given == path and phase["shared"] == "every NAS tracker of every seed"
+    assert not (work / "supernet" / "seed2").exists()
+    shutil.move(work / "supernet" / "seed0" / "checkpoint.pt", work / "supernet" / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"a supernet shared by every seed .*: move it into .*seed3/ or pass it as "
+                                         r"--supernet"):
+        _supernet(exp, work, 0, None, stages, progress=False)
+
+
 def test_nas_rows_agree_with_the_retraining_evaluation(run):
     _, out, _, _ = run
     for budget in NAS_BUDGETS:

@@ -3,12 +3,13 @@
 
   python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny
   python tools/compare.py --config experiments/compare_tiny.yaml --out runs/compare_tiny --seeds 0 1 2
-  python tools/compare.py ... --supernet runs/demo/supernet/checkpoint.pt   (reuse a trained supernet)
+  python tools/compare.py ... --supernet runs/demo/supernet/checkpoint.pt   (one trained supernet for every seed)
   python tools/compare.py ... --report-only                                  (report what is finished)
   python tools/compare.py ... --only vit hybrid                              (some tracker groups only)
 
-Per seed: a search at each of the config's MACs budgets (compare.nas.budgets) on the supernet (trained
-once into OUT/supernet), each found subnet retrained stand-alone; each pruned family's dense network
+Per seed: the seed's own supernet (the config's supernet training with that seed, into OUT/supernet/seedS;
+--supernet: one given for every seed), a search at each of the config's MACs budgets (compare.nas.budgets)
+in it, each found subnet retrained stand-alone; each pruned family's dense network
 (compare.cnn, compare.families: trained, or with `dense: supernet` the supernet's own subnet) pruned
 (torch-pruning) to each NAS subnet's MACs and to the extreme budgets (compare.prune.extreme_budgets)
 and fine-tuned; CompressTracker students where configured; every tracker tracked on the held-out split
@@ -36,9 +37,10 @@ def parse_args() -> argparse.Namespace:
                    help="output directory; finished stages found there are skipped (resume = the same command)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds of the searches, retrainings, dense trainings and prunings "
-                        "(default: the config's compare.seeds); the supernet is shared by all")
+                        "(default: the config's compare.seeds); each seed trains its own supernet unless --supernet is given")
     p.add_argument("--supernet", default=None,
-                   help="trained supernet checkpoint to search in (default: train one into OUT/supernet)")
+                   help="a trained supernet checkpoint every seed searches in (default: each seed S trains its own into "
+                        "OUT/supernet/seedS, the config's supernet training with seed S)")
     p.add_argument("--only", nargs="+", default=None, metavar="GROUP",
                    help="run only these tracker groups: nas, a pruned family (cnn, vit, hybrid, ...), "
                         "compresstracker (default: all). Pruned families need the NAS searches of their seed "

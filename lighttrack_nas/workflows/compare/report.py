@@ -389,8 +389,10 @@ def _training_section(rows: Sequence[Row]) -> list[str]:
                       f"went through {total[1]:,} vs NAS {total[0]:,} samples "
                       f"({'equal' if total[0] == total[1] else 'NOT equal'})."]
     if nas:
-        lines += ["", "The supernet is trained once for every NAS tracker and seed; each dense tracker and its "
-                      "sparsity training once per seed, shared by every compressed tracker of the family."]
+        shared = sorted({p["shared"] for r in nas for p in r["training"] if p["phase"] == "supernet"})
+        supernets = (f"Supernets: {len(shared)}, shared by {'; '.join(shared)}. " if shared else "")
+        lines += ["", supernets + "Each dense tracker and its sparsity training are trained once per seed, shared by "
+                  "every compressed tracker of the family."]
     return lines + [""]
 
 

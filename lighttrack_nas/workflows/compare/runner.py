@@ -4,7 +4,9 @@ Layout of ``OUT`` (every stage is skipped when its output exists; trainings resu
 checkpoints, searches from ``state.json``, so an interrupted run continues where it stopped):
 
 - ``configs/``: the resolved per-family experiment configs (:mod:`.settings`);
-- ``supernet/``: the supernet, trained once per config (``workflows.stages.stage_train``), unless given;
+- ``supernet/seed{S}/``: the supernet of seed ``S`` (the config's supernet training with ``seed: S``,
+  ``workflows.stages.stage_train``): a NAS seed trains its own supernet, unless one is given (then
+  every seed shares it);
 - ``nas/seed{S}/search_{B}/``: the search at MACs budget ``B`` (``best.json``, ...);
 - ``nas/seed{S}/retrain_{B}/``: its subnet retrained stand-alone (``eval.json`` of ``retrain``);
 - ``{F}/seed{S}/dense/``: the dense tracker of pruned family ``F`` (``cnn``, ``vit``, ``hybrid``, ...):
@@ -290,7 +292,7 @@ def run_nas(exp: Experiment, out: Path, seed: int, supernet: Path, supernet_budg
             _imagenet(load_experiment(exp.retrain_config))
         phases = [_phase_budget("retrain", trained["iterations"], trained["batch_size"], imagenet=imagenet)]
         if s.nas_init == "supernet":
-            phases.insert(0, {**supernet_budget, "shared": "every NAS tracker"})
+            phases.insert(0, supernet_budget)
         searched = json.loads((search_dir / "best.json").read_text())
         row = {"family": "nas", "method": f"nas-{s.nas_init}", "seed": seed, "budget": label, "kind": "nas",
                "target_macs": s.nas_macs(label), "arch": trained["arch"], "training": phases,
@@ -340,7 +342,7 @@ def family_dense(exp: Experiment, family: PrunedFamily, out: Path, seed: int, ev
             raise ValueError(f"the {family.name} family's dense tracker is the supernet's subnet: a supernet is needed")
         stages.run(f"{tag}/{family.name}/dense", (dense_dir / "checkpoint.pt").exists(), extract_dense, cfg,
                    supernet[0], dense_dir, exp.nas.get("search") or {})
-        phase = {**supernet[1], "shared": f"every NAS tracker and every {family.name} tracker"}
+        phase = {**supernet[1], "shared": f"{supernet[1]['shared']} and every {family.name} tracker"}
     else:
         stages.run(f"{tag}/{family.name}/dense", finished(dense_dir / "checkpoint.pt", cfg),
                    lambda: train_baseline(BaselineTrainer(cfg, dense_dir, progress=progress)))
@@ -463,11 +465,11 @@ def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None
                          f"{tracker_groups(exp)}")
     stages = StageLog(out / "stages.json")
     stages.run("data", False, stage_data, exp.nas)
-    trained: tuple[Path, dict[str, Any]] | None = None  # the supernet and its training phase
-    if "nas" in chosen or any(f.dense == "supernet" and f.name in chosen for f in exp.families):
-        trained = _supernet(exp, out, supernet, stages, progress)
+    needs_supernet = "nas" in chosen or any(f.dense == "supernet" and f.name in chosen for f in exp.families)
     evaluate = Evaluator(exp)
     for seed in seeds if seeds is not None else exp.settings.seeds:
+        # the supernet of this seed and its training phase
+        trained = _supernet(exp, out, seed, supernet, stages, progress) if needs_supernet else None
         if "nas" in chosen:
             assert trained is not None
             nas_macs = run_nas(exp, out, seed, trained[0], trained[1], evaluate, stages, progress)
@@ -481,22 +483,31 @@ def run_compare(exp: Experiment, out: str | Path, seeds: list[int] | None = None
     return stages.records
 
 
-def _supernet(exp: Experiment, out: Path, supernet: str | Path | None, stages: StageLog,
+def _supernet(exp: Experiment, out: Path, seed: int, given: str | Path | None, stages: StageLog,
               progress: bool) -> tuple[Path, dict[str, Any]]:
-    """The supernet to search (trained into ``out/supernet`` unless given) and its training phase."""
-    if supernet is None:
-        supernet = out / "supernet" / "checkpoint.pt"
+    """The supernet ``seed`` searches and its training phase: ``given`` (shared by every seed), or the
+    config's supernet training with ``seed: seed``, trained into ``out/supernet/seed{seed}``."""
+    if given is None:
+        legacy = out / "supernet" / "checkpoint.pt"
+        if legacy.exists():
+            target = out / "supernet" / f"seed{exp.nas.get('seed', 0)}"
+            raise ValueError(f"{legacy}: a supernet shared by every seed (the layout before each seed trained its "
+                             f"own): move it into {target}/ or pass it as --supernet")
+        cfg = {**exp.nas, "seed": seed}
+        path = out / "supernet" / f"seed{seed}" / "checkpoint.pt"
         with locked(out / "supernet.lock", wait=True):  # groups sharing OUT: the first trains, the others wait
-            stages.run("supernet", finished(supernet, exp.nas), stage_train, exp.nas, out / "supernet", progress)
-    supernet = Path(supernet)
-    if not supernet.exists():
-        raise FileNotFoundError(f"{supernet}: supernet checkpoint not found")
-    state = read_checkpoint(supernet)
+            stages.run(f"seed{seed}/supernet", finished(path, cfg), stage_train, cfg, path.parent, progress)
+        shared = f"every NAS tracker of seed {seed}"
+    else:
+        path, shared = Path(given), "every NAS tracker of every seed"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: supernet checkpoint not found")
+    state = read_checkpoint(path)
     if state.get("kind", "supernet") != "supernet":
-        raise ValueError(f"{supernet}: a {state.get('kind')!r} checkpoint, not a supernet")
+        raise ValueError(f"{path}: a {state.get('kind')!r} checkpoint, not a supernet")
     trained = state.get("config", {}).get("train", exp.nas["train"])
-    return supernet, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]),
-                                   imagenet=_imagenet({"train": trained}))
+    return path, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]), shared,
+                               imagenet=_imagenet({"train": trained}))
 
 
 def tracker_groups(exp: Experiment) -> list[str]:
