@@ -64,6 +64,12 @@ def test_comparisons_give_nas_and_pruned_trackers_equal_training_budgets(tmp_pat
     prune = largest.prune["slimming"]
     assert samples(tiny.retrain["train"]) == samples(deep_merge(base, prune.finetune_train))
     assert samples(deep_merge(base, prune.sparsity_train)) <= samples(tiny.retrain["train"])
+    # the random-start row's fair pruned side is compare_all_tiny's lite0_scratch: the same network and recipe
+    row, alone = (prepare(ROOT / "experiments" / "compare_scratch_tiny.yaml", tmp_path / "scratch").family("lite0_scratch"),
+                  full.family("lite0_scratch"))
+    unthreaded = lambda fam: {k: v for k, v in fam.experiment(0)["train"].items() if k != "threads"}  # noqa: E731
+    assert unthreaded(row) == unthreaded(alone) and row.prune == alone.prune
+    assert row.experiment(0)["model"] == alone.experiment(0)["model"]
 
 
 def test_extending_a_config_from_another_folder_keeps_its_file_paths(tmp_path):
