@@ -187,6 +187,11 @@ def test_each_seed_trains_its_own_supernet_unless_one_is_given(run, tmp_path):
     assert any(not torch.equal(a, seeds[1]["model"][k]) for k, a in seeds[0]["model"].items() if a.is_floating_point())
     nas_rows = [r for r in summary["rows"] if r["family"] == "nas"]
     assert nas_rows and all(r["training"][0]["shared"] == "every NAS tracker of seed 0" for r in nas_rows)
+    shutil.copytree(work / "supernet" / "seed1", work / "supernet" / "seed2")
+    with pytest.raises(ValueError, match=r"seed2/checkpoint.pt: trained with seed 1, not 2: remove it or move it to "
+                                         r".*seed1/"):
+        _supernet(exp, work, 2, None, stages, progress=False)
+    shutil.rmtree(work / "supernet" / "seed2")
     given, phase = _supernet(exp, work, 2, path, stages, progress=False)
     assert given == path and phase["shared"] == "every NAS tracker of every seed"
     assert not (work / "supernet" / "seed2").exists()
