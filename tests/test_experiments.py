@@ -11,7 +11,7 @@ from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
 from lighttrack_nas.train.baseline import model_spec
 
-COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml", "compare_scratch_tiny.yaml")
+COMPARISONS = ("compare_tiny.yaml", "compare_all_tiny.yaml", "compare_scratch_tiny.yaml", "compare_imagenet_tiny.yaml")
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.yaml")
                      if p.name != "tracker.yaml" and p.name not in COMPARISONS)  # the comparisons: below
 
@@ -64,12 +64,12 @@ def test_comparisons_give_nas_and_pruned_trackers_equal_training_budgets(tmp_pat
     prune = largest.prune["slimming"]
     assert samples(tiny.retrain["train"]) == samples(deep_merge(base, prune.finetune_train))
     assert samples(deep_merge(base, prune.sparsity_train)) <= samples(tiny.retrain["train"])
-    # the random-start row's fair pruned side is compare_all_tiny's lite0_scratch: the same network and recipe
-    row, alone = (prepare(ROOT / "experiments" / "compare_scratch_tiny.yaml", tmp_path / "scratch").family("lite0_scratch"),
-                  full.family("lite0_scratch"))
+    # the 2x2 rows' stand-alone pruned sides are compare_all_tiny's lite0 / lite0_scratch: the same network and recipe
     unthreaded = lambda fam: {k: v for k, v in fam.experiment(0)["train"].items() if k != "threads"}  # noqa: E731
-    assert unthreaded(row) == unthreaded(alone) and row.prune == alone.prune
-    assert row.experiment(0)["model"] == alone.experiment(0)["model"]
+    for config, name in (("compare_imagenet_tiny.yaml", "lite0"), ("compare_scratch_tiny.yaml", "lite0_scratch")):
+        row, alone = prepare(ROOT / "experiments" / config, tmp_path / name).family(name), full.family(name)
+        assert unthreaded(row) == unthreaded(alone) and row.prune == alone.prune, config
+        assert row.experiment(0)["model"] == alone.experiment(0)["model"], config
 
 
 def test_extending_a_config_from_another_folder_keeps_its_file_paths(tmp_path):
