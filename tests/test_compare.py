@@ -159,6 +159,14 @@ def test_the_2x2_joins_an_imagenet_and_a_random_start_run_and_refuses_mixed_ones
     assert record["claim"].startswith("NAS beats pruning" if ahead >= 2 else "no claim: NAS ahead at")
     table = (tmp_path / "2x2" / "2x2.md").read_text()
     assert "| 2.5M |" in table and "**Claim**" in table and record["claim"] in table
+    assert "pruned (`cnn` vs `cnn`) " in table
+    (tmp_path / "renamed").mkdir()  # the random row's pruned side another family: the start effect says so
+    (tmp_path / "renamed" / "matched.json").write_text(json.dumps({
+        **matched, "starts": {"nas": False, "cnn_scratch": False},
+        "dense_ao": {"cnn_scratch": matched["dense_ao"]["cnn"]}, "matched": [{**e, "family": "cnn_scratch"} for e in matched["matched"]]}))
+    join_2x2(imagenet, tmp_path / "renamed", tmp_path / "2x2", "cnn", "cnn_scratch")
+    table = (tmp_path / "2x2" / "2x2.md").read_text()
+    assert "pruned (`cnn` vs `cnn_scratch`: two families, not the start alone) " in table
     with pytest.raises(ValueError, match="no pruned family 'lite0'; it has \\['cnn'\\]"):
         join_2x2(imagenet, out, tmp_path / "2x2", "lite0", "cnn")
     (imagenet / "matched.json").write_text(json.dumps({**matched, "starts": {"nas": True, "cnn": True},

@@ -135,10 +135,11 @@ def _markdown(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {t['budget']} | {_ao(i, 'nas_ao')} | {_ao(i, 'cnn_ao')} | {_margin(i)} | {_ao(s, 'nas_ao')} | "
                      f"{_ao(s, 'cnn_ao')} | {_margin(s)} |")
     starts = [f"{ROW_NAMES[row]}: {record['dense_ao'][row]:.3f}" for row in ROWS if record["dense_ao"][row] is not None]
+    two_families = "" if fam["imagenet"] == fam["scratch"] else ": two families, not the start alone"
     lines += ["", "AO of the dense network each pruned side starts from (the baseline is no better than its start): "
               + ("; ".join(starts) or "not recorded") + ".",
               "", f"**Claim** (rule fixed before the result, benchmarks/issue29/README.md): {record['claim']}.", "",
               "What the start is worth (ImageNet - random mean AO, each row's own subnets, not paired): NAS "
-              + (", ".join(_start_effect(record["table"], "nas_ao")) or "-") + "; pruned "
-              + (", ".join(_start_effect(record["table"], "cnn_ao")) or "-") + "."]
+              + (", ".join(_start_effect(record["table"], "nas_ao")) or "-") + f"; pruned (`{fam['imagenet']}` vs "
+              f"`{fam['scratch']}`{two_families}) " + (", ".join(_start_effect(record["table"], "cnn_ao")) or "-") + "."]
     return lines
