@@ -495,10 +495,6 @@ def _supernet(exp: Experiment, out: Path, seed: int, given: str | Path | None, s
                              f"own): move it into {target}/ or pass it as --supernet")
         cfg = {**exp.nas, "seed": seed}
         path = out / "supernet" / f"seed{seed}" / "checkpoint.pt"
-        recorded = read_checkpoint(path).get("config", {}).get("seed", seed) if path.exists() else seed
-        if int(recorded) != seed:
-            raise ValueError(f"{path}: trained with seed {recorded}, not {seed}: remove it or move it to "
-                             f"{out / 'supernet' / f'seed{recorded}'}/")
         with locked(out / "supernet.lock", wait=True):  # groups sharing OUT: the first trains, the others wait
             stages.run(f"seed{seed}/supernet", finished(path, cfg), stage_train, cfg, path.parent, progress)
         shared = f"every NAS tracker of seed {seed}"
@@ -509,6 +505,10 @@ def _supernet(exp: Experiment, out: Path, seed: int, given: str | Path | None, s
     state = read_checkpoint(path)
     if state.get("kind", "supernet") != "supernet":
         raise ValueError(f"{path}: a {state.get('kind')!r} checkpoint, not a supernet")
+    recorded = state.get("config", {}).get("seed", seed)
+    if given is None and int(recorded) != seed:  # a finished one (training refuses to resume another seed's)
+        raise ValueError(f"{path}: trained with seed {recorded}, not {seed}: remove it or move it to "
+                         f"{out / 'supernet' / f'seed{recorded}'}/")
     trained = state.get("config", {}).get("train", exp.nas["train"])
     return path, _phase_budget("supernet", int(state["iteration"]), int(trained["batch_size"]), shared,
                                imagenet=_imagenet({"train": trained}))
