@@ -75,6 +75,12 @@ def main() -> int:
     print(f"tau(fitness) - tau(MACs):            {_interval(rank, 'tau_minus_reference', 'tau_minus_reference_ci')}")
     halves = report["halves_agreement"]
     print(f"disjoint val halves agree:           Kendall tau {_interval(halves, 'kendall_tau', 'kendall_ci')}")
+    rel = report["reliability"]
+    for key, label in (("fitness", "inherited fitness"), ("standalone", "stand-alone AO")):
+        r = rel[key]
+        print(f"{label} on random halves agrees with itself: Kendall tau {r['halves_tau']:.3f} "
+              f"[{r['halves_range'][0]:+.3f}, {r['halves_range'][1]:+.3f}] (whole split, stepped up: {r['whole_tau']:.3f})")
+    print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f}")
     for k, sub in report["budgets"].items():
         print(f"budget {k:>6}: first vs next sequences agree: Kendall tau "
               f"{_interval(sub['agreement'], 'kendall_tau', 'kendall_ci')}; ranking vs stand-alone "

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from scipy.stats import kendalltau
 
 from lighttrack_nas.cost import CostTable
 from lighttrack_nas.models import build_supernet
@@ -17,7 +18,8 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
-                                              stratified_architectures, used_genes)
+                                              noise_ceiling, split_half_reliability, stratified_architectures,
+                                              used_genes)
 
 from conftest import ROOT
 
@@ -58,6 +60,29 @@ def test_bootstrap_rank_correlation():
     assert low < noise["kendall_tau"] < high and high - low > 0.3
     with pytest.raises(ValueError, match="at least 3"):
         bootstrap_rank_correlation([1, 2], [1, 2])
+
+
+def test_split_half_reliability_and_noise_ceiling():
+    rng = np.random.default_rng(0)
+    items = np.linspace(0, 1, 16)[:, None]
+    clean = split_half_reliability(items + 0.001 * rng.normal(size=(16, 48)))
+    assert clean["halves_tau"] > 0.95 and clean["whole_tau"] > clean["halves_tau"] - 1e-9
+    pure = split_half_reliability(rng.normal(size=(16, 48)))
+    assert abs(pure["halves_tau"]) < 0.2 and pure["whole_tau"] < 0.25
+    noisy = split_half_reliability(items + 0.6 * rng.normal(size=(16, 48)))
+    assert 0.2 < noisy["halves_tau"] < noisy["whole_tau"] < clean["halves_tau"]  # more sequences, more agreement
+    # stepped up, it predicts the agreement of two independent measurements on as many sequences
+    predicted, measured = [], []
+    for trial in range(30):
+        scores = 0.3 * rng.normal(size=(16, 1)) + rng.normal(size=(16, 96))
+        predicted.append(split_half_reliability(scores[:, :48], draws=40, seed=trial)["whole_tau"])
+        measured.append(kendalltau(scores[:, :48].mean(1), scores[:, 48:].mean(1))[0])
+    assert np.mean(predicted) == pytest.approx(np.mean(measured), abs=0.06)
+    # the ceiling is bounded by the noisier score and reaches 1 only when both are noise-free
+    assert noise_ceiling(noisy, pure) < noise_ceiling(noisy, clean) < noise_ceiling(clean, clean) <= 1
+    assert noise_ceiling(clean, clean) > 0.95
+    with pytest.raises(ValueError, match="3 items x 2 sequences"):
+        split_half_reliability(np.ones((2, 10)))
 
 
 def test_standalone_results_are_bound_to_their_recipe(tmp_path):
@@ -110,6 +135,9 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     report = json.loads((tmp_path / "rank" / "ranking.json").read_text())
     assert report["ranking"]["n"] == 3 and set(report["budgets"]) == {"1x6", "2x3"}  # 2 x 3 > 4 sequences
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
+    rel = report["reliability"]
+    assert set(rel) == {"fitness", "standalone", "ceiling_tau"} and rel["ceiling_tau"] <= 1
+    assert "noise ceiling" in ranked.stdout and "per_sequence_fitness" not in report["subnets"][0]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
     assert len(list((tmp_path / "rank" / "inherited").glob("*.npz"))) == 3  # tracked boxes kept per subnet

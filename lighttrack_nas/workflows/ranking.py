@@ -11,7 +11,9 @@ A ranking study has two halves that are paid for separately:
    against the stand-alone AO with bootstrap 95 % intervals, beside the tau of MACs alone (the
    "bigger is better" predictor), and the fitness noise: how well two disjoint halves of the val
    sequences agree on the subnets' order, for the whole split and for fitness budgets the search could
-   pay (K sequences of their first F frames).
+   pay (K sequences of their first F frames); and the noise ceiling: how reproducibly the fitness and
+   the stand-alone AO each order the subnets on as many sequences (:func:`split_half_reliability`),
+   and the tau that bounds (:func:`noise_ceiling`).
 """
 from __future__ import annotations
 
@@ -119,6 +121,49 @@ def bootstrap_rank_correlation(x: Seq[float], y: Seq[float], reference: Seq[floa
         result.update(reference_tau=float(kendalltau(ref, y)[0]), tau_minus_reference=float(
             result["kendall_tau"] - kendalltau(ref, y)[0]), tau_minus_reference_ci=_interval(diffs))
     return result
+
+
+def split_half_reliability(scores: Seq[Seq[float]], draws: int = 200, seed: int = 0) -> dict[str, Any]:
+    """How reproducibly a per-sequence score orders the items, from the score alone: ``scores`` is
+    items x sequences. Random halves of the sequences are drawn; ``halves_tau`` is the mean Kendall
+    tau between the items' means on the two halves (``halves_range``: 95 % of the draws), and
+    ``whole_tau`` that agreement stepped up to all the sequences (Spearman-Brown on the Pearson
+    equivalent sin(pi tau / 2), for normal scores): the tau expected between two independent
+    measurements of the same items on as many sequences as here."""
+    m = np.asarray(scores, float)
+    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2:
+        raise ValueError(f"need at least 3 items x 2 sequences of scores, got shape {m.shape}")
+    rng = np.random.default_rng(seed)
+    half = m.shape[1] // 2
+    taus = []
+    for _ in range(draws):
+        order = rng.permutation(m.shape[1])
+        a, b = m[:, order[:half]].mean(1), m[:, order[half:2 * half]].mean(1)
+        if np.ptp(a) > 0 and np.ptp(b) > 0:
+            taus.append(float(kendalltau(a, b)[0]))
+    halves = float(np.mean(taus)) if taus else float("nan")
+    return {"halves_tau": halves, "halves_range": _interval(taus), "draws": len(taus),
+            "whole_tau": _tau(_step_up(_pearson(halves)))}
+
+
+def noise_ceiling(first: dict[str, Any], second: dict[str, Any]) -> float:
+    """The Kendall tau two scores of the same items can reach when each orders them perfectly but for
+    its own noise (``split_half_reliability`` of each: the classical attenuation bound
+    sqrt(reliability x reliability)). Noise the two scores share, such as the same val sequences,
+    is not in it, so a measured tau may exceed it."""
+    return _tau(float(np.sqrt(_step_up(_pearson(first["halves_tau"])) * _step_up(_pearson(second["halves_tau"])))))
+
+
+def _pearson(tau: float) -> float:
+    return float(np.sin(np.pi * tau / 2))
+
+
+def _step_up(r: float) -> float:  # Spearman-Brown: a half's reliability for the whole (0 for none)
+    return max(0.0, 2 * r / (1 + r)) if np.isfinite(r) else float("nan")
+
+
+def _tau(r: float) -> float:
+    return float(2 / np.pi * np.arcsin(r))
 
 
 def _interval(values: list[float]) -> list[float]:
@@ -249,8 +294,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     disjoint halves of the sequences measure how much of the fitness is noise, and so do the fitness
     ``budgets`` the search could pay (``KxF``: K sequences of their first F frames, the search's
     ``val_sequences`` x ``val_frames``): the first K sequences against the next K, and the first K's
-    ranking against the stand-alone AO. The tracker is causal, so every budget is scored from the
-    same whole-sequence boxes. Each subnet's tracked boxes are kept in ``out/inherited/`` (keyed by the
+    ranking against the stand-alone AO. Random halves of the sequences give each score's own
+    reproducibility and the noise ceiling of the tau (``reliability``). The tracker is causal, so
+    every budget is scored from the same whole-sequence boxes. Each subnet's tracked boxes are kept in ``out/inherited/`` (keyed by the
     supernet's digest, the calibration, the data, the tracker and the thread count), so re-ranking after
     more stand-alone subnets have finished tracks only the new ones."""
     import hashlib
@@ -303,16 +349,25 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
 
         rows.append({"arch": record["arch"], "macs": record["macs"], "standalone_ao": record["ao"],
                      "fitness": fitness(sequences), "half_a": fitness(halves["a"]), "half_b": fitness(halves["b"]),
+                     "per_sequence_fitness": [fitness([s]) for s in sequences],
                      **{f"first{k}": fitness(a) for k, (a, _) in pairs.items()},
                      **{f"next{k}": fitness(b) for k, (_, b) in pairs.items()}})
     column = {key: [r[key] for r in rows] for key in rows[0] if key != "arch"}
     truth = column["standalone_ao"]
+    names = [s.name for s in sequences]
+    reliability = {"fitness": split_half_reliability(column.pop("per_sequence_fitness")),
+                   "standalone": split_half_reliability([[r["per_sequence_ao"][n] for n in names]
+                                                         for r in results.records])}
+    reliability["ceiling_tau"] = noise_ceiling(reliability["fitness"], reliability["standalone"])
+    for row in rows:
+        del row["per_sequence_fitness"]
     report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
               "sequences": len(sequences), "calibration_images": calibration_images,
               "recipe_iterations": recipe["train"]["epochs"] * recipe["train"]["iters_per_epoch"],
               "ranking": bootstrap_rank_correlation(column["fitness"], truth, column["macs"], resamples),
               "macs_alone": bootstrap_rank_correlation(column["macs"], truth, resamples=resamples),
               "halves_agreement": bootstrap_rank_correlation(column["half_a"], column["half_b"], resamples=resamples),
+              "reliability": reliability,
               "budgets": {k: {"agreement": bootstrap_rank_correlation(column[f"first{k}"], column[f"next{k}"],
                                                                      resamples=resamples),
                               "ranking": bootstrap_rank_correlation(column[f"first{k}"], truth, resamples=resamples)}
