@@ -80,7 +80,9 @@ def main() -> int:
         r = rel[key]
         print(f"{label} on random halves agrees with itself: Kendall tau {r['halves_tau']:.3f} "
               f"[{r['halves_range'][0]:+.3f}, {r['halves_range'][1]:+.3f}] (whole split, stepped up: {r['whole_tau']:.3f})")
-    print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f}")
+    needed = rel["sequences_for_target"]
+    print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f}; it reaches "
+          f"{rel['ceiling_target']} with " + (f"{needed} {report['split']} sequences" if needed else "no number of sequences"))
     for k, sub in report["budgets"].items():
         print(f"budget {k:>6}: first vs next sequences agree: Kendall tau "
               f"{_interval(sub['agreement'], 'kendall_tau', 'kendall_ci')}; ranking vs stand-alone "

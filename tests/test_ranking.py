@@ -18,8 +18,8 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
-                                              noise_ceiling, split_half_reliability, stratified_architectures,
-                                              used_genes)
+                                              noise_ceiling, sequences_for_ceiling, split_half_reliability,
+                                              stratified_architectures, used_genes)
 
 from conftest import ROOT
 
@@ -81,6 +81,12 @@ def test_split_half_reliability_and_noise_ceiling():
     # the ceiling is bounded by the noisier score and reaches 1 only when both are noise-free
     assert noise_ceiling(noisy, pure) < noise_ceiling(noisy, clean) < noise_ceiling(clean, clean) <= 1
     assert noise_ceiling(clean, clean) > 0.95
+    assert noise_ceiling(noisy, noisy, factor=4) > noise_ceiling(noisy, noisy)  # more sequences, higher ceiling
+    needed = sequences_for_ceiling(noisy, pure, 48, target=0.6)
+    assert needed is not None and needed > 48 and noise_ceiling(noisy, pure, needed / 48) >= 0.6
+    assert noise_ceiling(noisy, pure, (needed - 1) / 48) < 0.6
+    assert sequences_for_ceiling(noisy, clean, 48, target=0.3) < 48  # already reached: fewer would do
+    assert sequences_for_ceiling(noisy, {"halves_tau": -0.1}, 48) is None  # no signal: never
     with pytest.raises(ValueError, match="3 items x 2 sequences"):
         split_half_reliability(np.ones((2, 10)))
 
@@ -136,7 +142,7 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert report["ranking"]["n"] == 3 and set(report["budgets"]) == {"1x6", "2x3"}  # 2 x 3 > 4 sequences
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     rel = report["reliability"]
-    assert set(rel) == {"fitness", "standalone", "ceiling_tau"} and rel["ceiling_tau"] <= 1
+    assert set(rel) == {"fitness", "standalone", "ceiling_tau", "ceiling_target", "sequences_for_target"} and rel["ceiling_tau"] <= 1
     assert "noise ceiling" in ranked.stdout and "per_sequence_fitness" not in report["subnets"][0]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout

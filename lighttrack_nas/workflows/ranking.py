@@ -34,6 +34,7 @@ from ..space.space import Architecture, SearchSpace
 log = logging.getLogger(__name__)
 
 STANDALONE_VERSION = 1
+CEILING_TARGET = 0.6  # the Kendall tau a NAS reviewer expects of a supernet's ranking (issue 28)
 _POSITION = re.compile(r"^(s\d+)b(\d+)$")
 
 
@@ -146,20 +147,40 @@ def split_half_reliability(scores: Seq[Seq[float]], draws: int = 200, seed: int 
             "whole_tau": _tau(_step_up(_pearson(halves)))}
 
 
-def noise_ceiling(first: dict[str, Any], second: dict[str, Any]) -> float:
+def noise_ceiling(first: dict[str, Any], second: dict[str, Any], factor: float = 1.0) -> float:
     """The Kendall tau two scores of the same items can reach when each orders them perfectly but for
     its own noise (``split_half_reliability`` of each: the classical attenuation bound
-    sqrt(reliability x reliability)). Noise the two scores share, such as the same val sequences,
-    is not in it, so a measured tau may exceed it."""
-    return _tau(float(np.sqrt(_step_up(_pearson(first["halves_tau"])) * _step_up(_pearson(second["halves_tau"])))))
+    sqrt(reliability x reliability)), measured on ``factor`` x as many sequences as they were. Noise
+    the two scores share, such as the same val sequences, is not in it, so a measured tau may exceed it."""
+    return _tau(float(np.sqrt(_step_up(_pearson(first["halves_tau"]), 2 * factor)
+                              * _step_up(_pearson(second["halves_tau"]), 2 * factor))))
+
+
+def sequences_for_ceiling(first: dict[str, Any], second: dict[str, Any], sequences: int, target: float = 0.6,
+                          limit: int = 100_000) -> int | None:
+    """The fewest sequences (the scores were measured on ``sequences``) at which :func:`noise_ceiling`
+    reaches ``target``; None when it does not within ``limit`` (a score with no signal)."""
+    def reaches(n: int) -> bool:
+        return noise_ceiling(first, second, n / sequences) >= target
+
+    if not reaches(limit):
+        return None
+    low, high = 0, limit  # the ceiling grows with the sequences: bisect for the first that reaches
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
 
 
 def _pearson(tau: float) -> float:
     return float(np.sin(np.pi * tau / 2))
 
 
-def _step_up(r: float) -> float:  # Spearman-Brown: a half's reliability for the whole (0 for none)
-    return max(0.0, 2 * r / (1 + r)) if np.isfinite(r) else float("nan")
+def _step_up(r: float, factor: float = 2.0) -> float:
+    """Spearman-Brown: the reliability ``r`` of a measurement on ``factor`` x as much data (0 for none)."""
+    if not np.isfinite(r) or r <= 0:
+        return r if not np.isfinite(r) else 0.0
+    return factor * r / (1 + (factor - 1) * r)
 
 
 def _tau(r: float) -> float:
@@ -359,6 +380,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
                    "standalone": split_half_reliability([[r["per_sequence_ao"][n] for n in names]
                                                          for r in results.records])}
     reliability["ceiling_tau"] = noise_ceiling(reliability["fitness"], reliability["standalone"])
+    reliability["ceiling_target"] = CEILING_TARGET
+    reliability["sequences_for_target"] = sequences_for_ceiling(reliability["fitness"], reliability["standalone"],
+                                                                len(sequences), CEILING_TARGET)
     for row in rows:
         del row["per_sequence_fitness"]
     report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
