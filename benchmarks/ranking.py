@@ -80,6 +80,10 @@ def main() -> int:
         r = rel[key]
         print(f"{label} on random halves agrees with itself: Kendall tau {r['halves_tau']:.3f} "
               f"[{r['halves_range'][0]:+.3f}, {r['halves_range'][1]:+.3f}] (whole split, stepped up: {r['whole_tau']:.3f})")
+    cross = rel["cross_halves"]
+    print(f"fitness on one half vs stand-alone AO on the other: Kendall tau {cross['tau']:.3f} "
+          f"[{cross['range'][0]:+.3f}, {cross['range'][1]:+.3f}] (noise ceiling at half the sequences: "
+          f"{cross['ceiling_tau']:.3f})")
     needed = rel["sequences_for_target"]
     print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f}; it reaches "
           f"{rel['ceiling_target']} with " + (f"{needed} {report['split']} sequences" if needed else "no number of sequences"))

@@ -18,8 +18,8 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
-                                              noise_ceiling, sequences_for_ceiling, split_half_reliability,
-                                              stratified_architectures, used_genes)
+                                              cross_half_agreement, noise_ceiling, sequences_for_ceiling,
+                                              split_half_reliability, stratified_architectures, used_genes)
 
 from conftest import ROOT
 
@@ -87,6 +87,14 @@ def test_split_half_reliability_and_noise_ceiling():
     assert noise_ceiling(noisy, pure, (needed - 1) / 48) < 0.6
     assert sequences_for_ceiling(noisy, clean, 48, target=0.3) < 48  # already reached: fewer would do
     assert sequences_for_ceiling(noisy, {"halves_tau": -0.1}, 48) is None  # no signal: never
+    # a predictor that shares only the sequences' noise with the truth agrees with it on the same
+    # sequences, not across halves; one that shares the items' quality agrees either way
+    quality, noise = rng.normal(size=(16, 1)), rng.normal(size=(16, 48))
+    echo = noise + 0.01 * rng.normal(size=(16, 48))
+    assert kendalltau(echo.mean(1), noise.mean(1))[0] > 0.9 and abs(cross_half_agreement(echo, noise)["tau"]) < 0.2
+    assert cross_half_agreement(quality + 0.5 * noise, quality + 0.5 * rng.normal(size=(16, 48)))["tau"] > 0.6
+    with pytest.raises(ValueError, match="same items x sequences"):
+        cross_half_agreement(np.ones((4, 6)), np.ones((4, 5)))
     with pytest.raises(ValueError, match="3 items x 2 sequences"):
         split_half_reliability(np.ones((2, 10)))
 
@@ -142,7 +150,8 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert report["ranking"]["n"] == 3 and set(report["budgets"]) == {"1x6", "2x3"}  # 2 x 3 > 4 sequences
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     rel = report["reliability"]
-    assert set(rel) == {"fitness", "standalone", "ceiling_tau", "ceiling_target", "sequences_for_target"} and rel["ceiling_tau"] <= 1
+    assert set(rel) == {"fitness", "standalone", "ceiling_tau", "ceiling_target", "sequences_for_target",
+                        "cross_halves"} and rel["ceiling_tau"] <= 1
     assert "noise ceiling" in ranked.stdout and "per_sequence_fitness" not in report["subnets"][0]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout

@@ -13,7 +13,9 @@ A ranking study has two halves that are paid for separately:
    sequences agree on the subnets' order, for the whole split and for fitness budgets the search could
    pay (K sequences of their first F frames); and the noise ceiling: how reproducibly the fitness and
    the stand-alone AO each order the subnets on as many sequences (:func:`split_half_reliability`),
-   and the tau that bounds (:func:`noise_ceiling`).
+   the tau that bounds (:func:`noise_ceiling`), and the fitness on one half of the sequences against
+   the stand-alone AO on the other (:func:`cross_half_agreement`), free of what the two share on the
+   same sequences.
 """
 from __future__ import annotations
 
@@ -145,6 +147,26 @@ def split_half_reliability(scores: Seq[Seq[float]], draws: int = 200, seed: int 
     halves = float(np.mean(taus)) if taus else float("nan")
     return {"halves_tau": halves, "halves_range": _interval(taus), "draws": len(taus),
             "whole_tau": _tau(_step_up(_pearson(halves)))}
+
+
+def cross_half_agreement(predictor: Seq[Seq[float]], truth: Seq[Seq[float]], draws: int = 200,
+                         seed: int = 0) -> dict[str, Any]:
+    """Kendall tau of ``predictor``'s item means on one random half of the sequences against ``truth``'s
+    on the other half (both ways, averaged over the draws; items x sequences each): the ranking of
+    quality that carries to unseen sequences, free of what the two share on the same sequences."""
+    p, t = np.asarray(predictor, float), np.asarray(truth, float)
+    if p.shape != t.shape:
+        raise ValueError(f"predictor and truth need the same items x sequences, got {p.shape} and {t.shape}")
+    rng = np.random.default_rng(seed)
+    half = p.shape[1] // 2
+    taus = []
+    for _ in range(draws):
+        order = rng.permutation(p.shape[1])
+        for a, b in ((order[:half], order[half:2 * half]), (order[half:2 * half], order[:half])):
+            x, y = p[:, a].mean(1), t[:, b].mean(1)
+            if np.ptp(x) > 0 and np.ptp(y) > 0:
+                taus.append(float(kendalltau(x, y)[0]))
+    return {"tau": float(np.mean(taus)) if taus else float("nan"), "range": _interval(taus), "draws": len(taus)}
 
 
 def noise_ceiling(first: dict[str, Any], second: dict[str, Any], factor: float = 1.0) -> float:
@@ -376,10 +398,12 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     column = {key: [r[key] for r in rows] for key in rows[0] if key != "arch"}
     truth = column["standalone_ao"]
     names = [s.name for s in sequences]
-    reliability = {"fitness": split_half_reliability(column.pop("per_sequence_fitness")),
-                   "standalone": split_half_reliability([[r["per_sequence_ao"][n] for n in names]
-                                                         for r in results.records])}
+    per_sequence = {"fitness": column.pop("per_sequence_fitness"),
+                    "standalone": [[r["per_sequence_ao"][n] for n in names] for r in results.records]}
+    reliability = {key: split_half_reliability(scores) for key, scores in per_sequence.items()}
     reliability["ceiling_tau"] = noise_ceiling(reliability["fitness"], reliability["standalone"])
+    reliability["cross_halves"] = {**cross_half_agreement(per_sequence["fitness"], per_sequence["standalone"]),
+                                   "ceiling_tau": noise_ceiling(reliability["fitness"], reliability["standalone"], 0.5)}
     reliability["ceiling_target"] = CEILING_TARGET
     reliability["sequences_for_target"] = sequences_for_ceiling(reliability["fitness"], reliability["standalone"],
                                                                 len(sequences), CEILING_TARGET)
