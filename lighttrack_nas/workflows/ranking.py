@@ -136,14 +136,7 @@ def split_half_reliability(scores: Seq[Seq[float]], draws: int = 200, seed: int 
     m = np.asarray(scores, float)
     if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2:
         raise ValueError(f"need at least 3 items x 2 sequences of scores, got shape {m.shape}")
-    rng = np.random.default_rng(seed)
-    half = m.shape[1] // 2
-    taus = []
-    for _ in range(draws):
-        order = rng.permutation(m.shape[1])
-        a, b = m[:, order[:half]].mean(1), m[:, order[half:2 * half]].mean(1)
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            taus.append(float(kendalltau(a, b)[0]))
+    taus = _half_taus(m, m, draws, seed, both_ways=False)
     halves = float(np.mean(taus)) if taus else float("nan")
     return {"halves_tau": halves, "halves_range": _interval(taus), "draws": len(taus),
             "whole_tau": _tau(_step_up(_pearson(halves)))}
@@ -157,16 +150,25 @@ def cross_half_agreement(predictor: Seq[Seq[float]], truth: Seq[Seq[float]], dra
     p, t = np.asarray(predictor, float), np.asarray(truth, float)
     if p.shape != t.shape:
         raise ValueError(f"predictor and truth need the same items x sequences, got {p.shape} and {t.shape}")
+    taus = _half_taus(p, t, draws, seed, both_ways=True)
+    return {"tau": float(np.mean(taus)) if taus else float("nan"), "range": _interval(taus), "draws": len(taus)}
+
+
+def _half_taus(first: np.ndarray, second: np.ndarray, draws: int, seed: int, both_ways: bool) -> list[float]:
+    """Kendall taus of ``first``'s item means on a random half of the sequences against ``second``'s on
+    the other half, one per draw (two with ``both_ways``: each half in turn); draws without an order
+    (all items tied) are left out."""
     rng = np.random.default_rng(seed)
-    half = p.shape[1] // 2
+    half = first.shape[1] // 2
     taus = []
     for _ in range(draws):
-        order = rng.permutation(p.shape[1])
-        for a, b in ((order[:half], order[half:2 * half]), (order[half:2 * half], order[:half])):
-            x, y = p[:, a].mean(1), t[:, b].mean(1)
-            if np.ptp(x) > 0 and np.ptp(y) > 0:
-                taus.append(float(kendalltau(x, y)[0]))
-    return {"tau": float(np.mean(taus)) if taus else float("nan"), "range": _interval(taus), "draws": len(taus)}
+        order = rng.permutation(first.shape[1])
+        a, b = order[:half], order[half:2 * half]
+        for x, y in ((a, b), (b, a))[:2 if both_ways else 1]:
+            u, v = first[:, x].mean(1), second[:, y].mean(1)
+            if np.ptp(u) > 0 and np.ptp(v) > 0:
+                taus.append(float(kendalltau(u, v)[0]))
+    return taus
 
 
 def noise_ceiling(first: dict[str, Any], second: dict[str, Any], factor: float = 1.0) -> float:
@@ -200,9 +202,9 @@ def _pearson(tau: float) -> float:
 
 def _step_up(r: float, factor: float = 2.0) -> float:
     """Spearman-Brown: the reliability ``r`` of a measurement on ``factor`` x as much data (0 for none)."""
-    if not np.isfinite(r) or r <= 0:
-        return r if not np.isfinite(r) else 0.0
-    return factor * r / (1 + (factor - 1) * r)
+    if not np.isfinite(r):
+        return r
+    return factor * r / (1 + (factor - 1) * r) if r > 0 else 0.0
 
 
 def _tau(r: float) -> float:
@@ -339,9 +341,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     ``val_sequences`` x ``val_frames``): the first K sequences against the next K, and the first K's
     ranking against the stand-alone AO. Random halves of the sequences give each score's own
     reproducibility and the noise ceiling of the tau (``reliability``). The tracker is causal, so
-    every budget is scored from the same whole-sequence boxes. Each subnet's tracked boxes are kept in ``out/inherited/`` (keyed by the
-    supernet's digest, the calibration, the data, the tracker and the thread count), so re-ranking after
-    more stand-alone subnets have finished tracks only the new ones."""
+    every budget is scored from the same whole-sequence boxes. Each subnet's tracked boxes are kept in
+    ``out/inherited/`` (keyed by the supernet's digest, the calibration, the data, the tracker and the
+    thread count), so re-ranking after more stand-alone subnets have finished tracks only the new ones."""
     import hashlib
     import io
 
@@ -374,7 +376,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     identity = json.dumps([file_digest(supernet), calibration_images, recipe["tracker"], recipe["data"], recipe["split"],
                            torch.get_num_threads(), FITNESS_FORM], sort_keys=True)  # everything the tracked boxes depend on
     cache = Path(out) / "inherited"
-    rows = []
+    rows, per_sequence_fitness = [], []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
         arch = net.space.decode(record["arch"])
         path = cache / f"{hashlib.sha256(f'{identity}:{arch}'.encode()).hexdigest()[:20]}.npz"
@@ -390,15 +392,15 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
         def fitness(seqs: list) -> float:
             return score_tracks(seqs, {s.name: preds[s.name][:len(s)] for s in seqs}).fitness
 
+        per_sequence_fitness.append([fitness([s]) for s in sequences])
         rows.append({"arch": record["arch"], "macs": record["macs"], "standalone_ao": record["ao"],
                      "fitness": fitness(sequences), "half_a": fitness(halves["a"]), "half_b": fitness(halves["b"]),
-                     "per_sequence_fitness": [fitness([s]) for s in sequences],
                      **{f"first{k}": fitness(a) for k, (a, _) in pairs.items()},
                      **{f"next{k}": fitness(b) for k, (_, b) in pairs.items()}})
     column = {key: [r[key] for r in rows] for key in rows[0] if key != "arch"}
     truth = column["standalone_ao"]
     names = [s.name for s in sequences]
-    per_sequence = {"fitness": column.pop("per_sequence_fitness"),
+    per_sequence = {"fitness": per_sequence_fitness,
                     "standalone": [[r["per_sequence_ao"][n] for n in names] for r in results.records]}
     reliability = {key: split_half_reliability(scores) for key, scores in per_sequence.items()}
     reliability["ceiling_tau"] = noise_ceiling(reliability["fitness"], reliability["standalone"])
@@ -407,8 +409,6 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     reliability["ceiling_target"] = CEILING_TARGET
     reliability["sequences_for_target"] = sequences_for_ceiling(reliability["fitness"], reliability["standalone"],
                                                                 len(sequences), CEILING_TARGET)
-    for row in rows:
-        del row["per_sequence_fitness"]
     report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
               "sequences": len(sequences), "calibration_images": calibration_images,
               "recipe_iterations": recipe["train"]["epochs"] * recipe["train"]["iters_per_epoch"],
