@@ -36,6 +36,9 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--subnets", type=int, default=16, help="number of subnets (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the subnet selection (default: %(default)s)")
     train.add_argument("--split", default="val", help="split the stand-alone subnets are scored on (default: %(default)s)")
+    train.add_argument("--shard", default="0/1", metavar="K/N",
+                       help="train only the subnets whose index is K modulo N, so N processes can share --out "
+                            "(default: %(default)s, all)")
     rank = steps.add_parser("rank", help="rank the stand-alone subnets with a supernet's inherited weights")
     rank.add_argument("--standalone", required=True, help="standalone.json written by the train step")
     rank.add_argument("--supernet", required=True, help="supernet checkpoint of the same space")
@@ -56,11 +59,20 @@ def _interval(stats: dict, key: str, ci: str) -> str:
     return f"{stats[key]:+.3f} [{stats[ci][0]:+.3f}, {stats[ci][1]:+.3f}]"
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard: expected K/N (e.g. 0/2), got {text!r}") from None
+    return k, n
+
+
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.step == "train":
-        results = train_standalone(args.config, args.out, args.subnets, seed=args.seed, split=args.split)
+        results = train_standalone(args.config, args.out, args.subnets, seed=args.seed, split=args.split,
+                                   shard=_shard(args.shard))
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0

@@ -131,13 +131,17 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
             "val": {"sequences": 4, "frames": 6, "size": [96, 64], "seed": 2}}}}))
     out = tmp_path / "ranking"
     run = lambda *args: subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True)
-    done = run("train", "--config", config, "--out", out, "--subnets", 3)
-    assert done.returncode == 0, done.stderr
+    for shard in ("1/2", "0/2"):  # two processes' shares of one study: subnet 1, then 0 and 2
+        done = run("train", "--config", config, "--out", out, "--subnets", 3, "--shard", shard)
+        assert done.returncode == 0, done.stderr
+        if shard == "1/2":
+            assert [r["index"] for r in json.loads((out / "standalone.json").read_text())["subnets"]] == [1]
     records = json.loads((out / "standalone.json").read_text())["subnets"]
     assert len(records) == 3 and all(r["iterations"] == 2 and 0 <= r["ao"] <= 1 for r in records)
     assert len(records[0]["per_sequence_ao"]) == 4
     again = run("train", "--config", config, "--out", out, "--subnets", 3)  # nothing left to train
     assert again.returncode == 0 and "stand-alone subnet" not in again.stderr
+    assert "need 0 <= k < n" in run("train", "--config", config, "--out", out, "--subnets", 3, "--shard", "2/2").stderr
     changed = run("train", "--config", config, "--out", out, "--subnets", 4)
     assert changed.returncode != 0 and "another recipe (count: saved 3, now 4)" in changed.stderr
 

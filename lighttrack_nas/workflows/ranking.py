@@ -273,11 +273,12 @@ def standalone_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: int = 0, split: str = "val",
-                     progress: bool = True) -> StandaloneResults:
+                     shard: tuple[int, int] = (0, 1), progress: bool = True) -> StandaloneResults:
     """Train ``count`` stratified architectures of ``config``'s space stand-alone (the config's whole
     schedule, from its initialisation) into ``out/subnetNN/`` and score each on ``split``; the scores
-    go to ``out/standalone.json`` as each subnet finishes. Re-running continues: finished subnets
-    are kept, an interrupted one resumes from its checkpoint."""
+    go to ``out/standalone.json`` as each subnet finishes. ``shard`` ``(k, n)`` trains only the
+    subnets whose index is k modulo n, so n processes can share ``out``. Re-running continues:
+    finished subnets are kept, an interrupted one resumes from its checkpoint."""
     from ..config import load_experiment
     from ..cost import CostTable
     from ..models import build_supernet
@@ -290,7 +291,12 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     space = experiment_space(cfg)
     table = CostTable(build_supernet(space))
     archs = stratified_architectures(space, table.macs, count, seed)
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
     for i, arch in enumerate(archs):
+        if i % n != k:
+            continue
         if results.get(str(arch)) is None:
             log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
         train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, index=i)
