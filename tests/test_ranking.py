@@ -218,6 +218,7 @@ def test_controls_end_to_end(micro_config, tmp_path):
     assert summary["held_out"]["sequences"] == 1 and summary["held_out"]["mean"] == pytest.approx(gaps[other])
     assert "held-out" in run.stdout
     assert "evolution - random search: mean" in run.stdout
+    assert "seed 1: training evolution stand-alone (1 of 4)" in run.stderr  # progress without bars
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
     assert len(trained) == len({r["arch"] for r in trained}) <= 4  # each architecture trained once
 

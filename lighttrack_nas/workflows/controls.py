@@ -104,16 +104,23 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         supernet = Path(supernets[i % len(supernets)])
         winners = {}
         for strategy in ("evolution", "random"):
+            log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
             winners[strategy] = stage_search(search_config, supernet, out / f"s{seed}" / strategy, progress,
                                              flops_budget=flops_budget, strategy=strategy, seed=seed)
         net = load_supernet(supernet)
         table = CostTable(net)
         best = net.space.decode(winners["evolution"]["best"]["arch"])
         sized = same_size_architectures(net.space, table.macs, table.macs(best), randoms, tolerance, seed)
-        scored = {role: train_and_score(results, recipe, winners[role]["best"]["arch"], f"runs/s{seed}_{role}", "val",
-                                        progress) for role in ("evolution", "random")}
-        sized_scores = [train_and_score(results, recipe, str(a), f"runs/s{seed}_size{j}", "val", progress)
-                        for j, a in enumerate(sized)]
+        jobs = [(winners[role]["best"]["arch"], role) for role in ("evolution", "random")]
+        jobs += [(str(a), f"size{j}") for j, a in enumerate(sized)]
+        trained = {}
+        for k, (arch, role) in enumerate(jobs, 1):
+            if results.get(arch) is None:
+                log.info("seed %d: training %s stand-alone (%d of %d)", seed, role, k, len(jobs))
+            trained[role] = train_and_score(results, recipe, arch, f"runs/s{seed}_{role}", "val", progress)
+            log.info("seed %d: %s val AO %.3f", seed, role, trained[role]["ao"])
+        scored = {role: trained[role] for role in ("evolution", "random")}
+        sized_scores = [trained[f"size{j}"] for j in range(len(sized))]
         median = float(np.median([r["ao"] for r in sized_scores]))
         names = sorted(scored["evolution"]["per_sequence_ao"])
         evo = {n: scored["evolution"]["per_sequence_ao"][n] for n in names}
