@@ -36,9 +36,9 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--subnets", type=int, default=16, help="number of subnets (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the subnet selection (default: %(default)s)")
     train.add_argument("--split", default="val", help="split the stand-alone subnets are scored on (default: %(default)s)")
-    train.add_argument("--shard", default="0/1", metavar="K/N",
+    train.add_argument("--shard", type=shard, default=(0, 1), metavar="K/N",
                        help="train only the subnets whose index is K modulo N, so N processes can share --out "
-                            "(default: %(default)s, all)")
+                            "(default: 0/1, all)")
     rank = steps.add_parser("rank", help="rank the stand-alone subnets with a supernet's inherited weights")
     rank.add_argument("--standalone", required=True, help="standalone.json written by the train step")
     rank.add_argument("--supernet", required=True, help="supernet checkpoint of the same space")
@@ -59,11 +59,14 @@ def _interval(stats: dict, key: str, ci: str) -> str:
     return f"{stats[key]:+.3f} [{stats[ci][0]:+.3f}, {stats[ci][1]:+.3f}]"
 
 
-def _shard(text: str) -> tuple[int, int]:
+def shard(text: str) -> tuple[int, int]:
+    """``K/N`` as ``(K, N)`` with 0 <= K < N (an argparse type)."""
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise SystemExit(f"--shard: expected K/N (e.g. 0/2), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
     return k, n
 
 
@@ -72,7 +75,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.step == "train":
         results = train_standalone(args.config, args.out, args.subnets, seed=args.seed, split=args.split,
-                                   shard=_shard(args.shard))
+                                   shard=args.shard)
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0
@@ -90,15 +93,17 @@ def main() -> int:
     rel = report["reliability"]
     for key, label in (("fitness", "inherited fitness"), ("standalone", "stand-alone AO")):
         r = rel[key]
-        print(f"{label} on random halves agrees with itself: Kendall tau {r['halves_tau']:.3f} "
-              f"[{r['halves_range'][0]:+.3f}, {r['halves_range'][1]:+.3f}] (whole split, stepped up: {r['whole_tau']:.3f})")
+        print(f"{label} on random halves agrees with itself: Kendall tau {r['halves_tau']:.3f} (draws spread "
+              f"{r['halves_range'][0]:+.3f} to {r['halves_range'][1]:+.3f}; whole split, stepped up: {r['whole_tau']:.3f})")
     cross = rel["cross_halves"]
-    print(f"fitness on one half vs stand-alone AO on the other: Kendall tau {cross['tau']:.3f} "
-          f"[{cross['range'][0]:+.3f}, {cross['range'][1]:+.3f}] (noise ceiling at half the sequences: "
+    print(f"fitness on one half vs stand-alone AO on the other: Kendall tau {cross['tau']:.3f} (draws spread "
+          f"{cross['range'][0]:+.3f} to {cross['range'][1]:+.3f}; noise ceiling at half the sequences: "
           f"{cross['ceiling_tau']:.3f})")
-    needed = rel["sequences_for_target"]
-    print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f}; it reaches "
-          f"{rel['ceiling_target']} with " + (f"{needed} {report['split']} sequences" if needed else "no number of sequences"))
+    low, high = rel["ceiling_ci"]
+    needed, (few, many) = rel["sequences_for_target"], rel["sequences_for_target_ci"]
+    print(f"noise ceiling of the tau (each score's own noise): {rel['ceiling_tau']:.3f} [{low:.3f}, {high:.3f}]; "
+          f"it reaches {rel['ceiling_target']} with {needed or 'no number of'} {report['split']} sequences "
+          f"[{few or 'none'}, {many or 'never'}]")
     for k, sub in report["budgets"].items():
         print(f"budget {k:>6}: first vs next sequences agree: Kendall tau "
               f"{_interval(sub['agreement'], 'kendall_tau', 'kendall_ci')}; ranking vs stand-alone "

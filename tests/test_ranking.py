@@ -18,8 +18,9 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
-                                              cross_half_agreement, noise_ceiling, sequences_for_ceiling,
-                                              split_half_reliability, stratified_architectures, used_genes)
+                                              bootstrap_ceiling, cross_half_agreement, noise_ceiling,
+                                              sequences_for_ceiling, split_half_reliability, stratified_architectures,
+                                              used_genes)
 
 from conftest import ROOT
 
@@ -81,12 +82,22 @@ def test_split_half_reliability_and_noise_ceiling():
     # the ceiling is bounded by the noisier score and reaches 1 only when both are noise-free
     assert noise_ceiling(noisy, pure) < noise_ceiling(noisy, clean) < noise_ceiling(clean, clean) <= 1
     assert noise_ceiling(clean, clean) > 0.95
-    assert noise_ceiling(noisy, noisy, factor=4) > noise_ceiling(noisy, noisy)  # more sequences, higher ceiling
-    needed = sequences_for_ceiling(noisy, pure, 48, target=0.6)
-    assert needed is not None and needed > 48 and noise_ceiling(noisy, pure, needed / 48) >= 0.6
-    assert noise_ceiling(noisy, pure, (needed - 1) / 48) < 0.6
-    assert sequences_for_ceiling(noisy, clean, 48, target=0.3) < 48  # already reached: fewer would do
-    assert sequences_for_ceiling(noisy, {"halves_tau": -0.1}, 48) is None  # no signal: never
+    assert noise_ceiling(noisy, noisy, 192) > noise_ceiling(noisy, noisy)  # more sequences, higher ceiling
+    needed = sequences_for_ceiling(noisy, pure, target=0.6)
+    assert needed is not None and needed > 48 and noise_ceiling(noisy, pure, needed) >= 0.6
+    assert noise_ceiling(noisy, pure, needed - 1) < 0.6
+    assert sequences_for_ceiling(noisy, clean, target=0.3) < 48  # already reached: fewer would do
+    assert sequences_for_ceiling(noisy, {**pure, "halves_tau": -0.1}) is None  # no signal: never
+    # an odd count steps up from the half actually drawn (23 of 47), not from half of 47
+    odd = split_half_reliability(items + 0.6 * rng.normal(size=(16, 47)))
+    assert odd["half"] == 23 and odd["whole_tau"] == pytest.approx(noise_ceiling(odd, odd))
+    # the ceiling's interval over resampled sequences holds the estimate
+    scores = items + 0.6 * rng.normal(size=(16, 48))
+    spread = bootstrap_ceiling(scores, scores, resamples=30, draws=10)
+    low, high = spread["ceiling_ci"]
+    assert low <= noise_ceiling(*[split_half_reliability(scores)] * 2) <= high
+    with pytest.raises(ValueError, match="positive number of sequences"):
+        noise_ceiling(noisy, noisy, 0)
     # a predictor that shares only the sequences' noise with the truth agrees with it on the same
     # sequences, not across halves; one that shares the items' quality agrees either way
     quality, noise = rng.normal(size=(16, 1)), rng.normal(size=(16, 48))
@@ -95,6 +106,8 @@ def test_split_half_reliability_and_noise_ceiling():
     assert cross_half_agreement(quality + 0.5 * noise, quality + 0.5 * rng.normal(size=(16, 48)))["tau"] > 0.6
     with pytest.raises(ValueError, match="same items x sequences"):
         cross_half_agreement(np.ones((4, 6)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="3 items x 2 sequences"):
+        cross_half_agreement(np.ones(6), np.ones(6))
     with pytest.raises(ValueError, match="3 items x 2 sequences"):
         split_half_reliability(np.ones((2, 10)))
 
@@ -141,7 +154,8 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert len(records[0]["per_sequence_ao"]) == 4
     again = run("train", "--config", config, "--out", out, "--subnets", 3)  # nothing left to train
     assert again.returncode == 0 and "stand-alone subnet" not in again.stderr
-    assert "need 0 <= k < n" in run("train", "--config", config, "--out", out, "--subnets", 3, "--shard", "2/2").stderr
+    assert "argument --shard: expected K/N with 0 <= K < N, got '2/2'" in run(
+        "train", "--config", config, "--out", out, "--subnets", 3, "--shard", "2/2").stderr
     changed = run("train", "--config", config, "--out", out, "--subnets", 4)
     assert changed.returncode != 0 and "another recipe (count: saved 3, now 4)" in changed.stderr
 
@@ -155,7 +169,7 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     rel = report["reliability"]
     assert set(rel) == {"fitness", "standalone", "ceiling_tau", "ceiling_target", "sequences_for_target",
-                        "cross_halves"} and rel["ceiling_tau"] <= 1
+                        "ceiling_ci", "sequences_for_target_ci", "cross_halves"} and rel["ceiling_tau"] <= 1
     assert "noise ceiling" in ranked.stdout and "per_sequence_fitness" not in report["subnets"][0]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout

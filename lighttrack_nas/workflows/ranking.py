@@ -129,17 +129,15 @@ def bootstrap_rank_correlation(x: Seq[float], y: Seq[float], reference: Seq[floa
 def split_half_reliability(scores: Seq[Seq[float]], draws: int = 200, seed: int = 0) -> dict[str, Any]:
     """How reproducibly a per-sequence score orders the items, from the score alone: ``scores`` is
     items x sequences. Random halves of the sequences are drawn; ``halves_tau`` is the mean Kendall
-    tau between the items' means on the two halves (``halves_range``: 95 % of the draws), and
-    ``whole_tau`` that agreement stepped up to all the sequences (Spearman-Brown on the Pearson
-    equivalent sin(pi tau / 2), for normal scores): the tau expected between two independent
-    measurements of the same items on as many sequences as here."""
-    m = np.asarray(scores, float)
-    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2:
-        raise ValueError(f"need at least 3 items x 2 sequences of scores, got shape {m.shape}")
+    tau between the items' means on the two halves (``halves_range``: the spread of 95 % of the
+    draws, not a confidence interval), and ``whole_tau`` that agreement stepped up to all the
+    sequences (Spearman-Brown on the Pearson equivalent sin(pi tau / 2), for normal scores): the tau
+    expected between two independent measurements of the same items on as many sequences as here."""
+    m = _items_by_sequences(scores)
     taus = _half_taus(m, m, draws, seed, both_ways=False)
-    halves = float(np.mean(taus)) if taus else float("nan")
-    return {"halves_tau": halves, "halves_range": _interval(taus), "draws": len(taus),
-            "whole_tau": _tau(_step_up(_pearson(halves)))}
+    result = {"halves_tau": float(np.mean(taus)) if taus else float("nan"), "halves_range": _interval(taus),
+              "draws": len(taus), "sequences": m.shape[1], "half": m.shape[1] // 2}
+    return {**result, "whole_tau": _tau(_reliability(result, m.shape[1]))}
 
 
 def cross_half_agreement(predictor: Seq[Seq[float]], truth: Seq[Seq[float]], draws: int = 200,
@@ -147,11 +145,63 @@ def cross_half_agreement(predictor: Seq[Seq[float]], truth: Seq[Seq[float]], dra
     """Kendall tau of ``predictor``'s item means on one random half of the sequences against ``truth``'s
     on the other half (both ways, averaged over the draws; items x sequences each): the ranking of
     quality that carries to unseen sequences, free of what the two share on the same sequences."""
-    p, t = np.asarray(predictor, float), np.asarray(truth, float)
+    p, t = _items_by_sequences(predictor), _items_by_sequences(truth)
     if p.shape != t.shape:
         raise ValueError(f"predictor and truth need the same items x sequences, got {p.shape} and {t.shape}")
     taus = _half_taus(p, t, draws, seed, both_ways=True)
     return {"tau": float(np.mean(taus)) if taus else float("nan"), "range": _interval(taus), "draws": len(taus)}
+
+
+def noise_ceiling(first: dict[str, Any], second: dict[str, Any], sequences: float | None = None) -> float:
+    """The Kendall tau two scores of the same items can reach when each orders them perfectly but for
+    its own noise (``split_half_reliability`` of each: the classical attenuation bound
+    sqrt(reliability x reliability)), measured on ``sequences`` sequences (default: as many as they
+    were). Noise the two scores share, such as the same val sequences, is not in it, so a measured tau
+    may exceed it; the bound is an estimate (see :func:`bootstrap_ceiling` for its interval)."""
+    n = first["sequences"] if sequences is None else sequences
+    return _tau(np.sqrt(_reliability(first, n) * _reliability(second, n)))
+
+
+def sequences_for_ceiling(first: dict[str, Any], second: dict[str, Any], target: float = 0.6,
+                          limit: int = 100_000) -> int | None:
+    """The fewest sequences at which :func:`noise_ceiling` reaches ``target``; None when it does not
+    within ``limit`` (a score with no signal)."""
+    def reaches(n: int) -> bool:
+        return noise_ceiling(first, second, n) >= target
+
+    if not reaches(limit):
+        return None
+    low, high = 0, limit  # the ceiling grows with the sequences: bisect for the first that reaches
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
+
+
+def bootstrap_ceiling(first: Seq[Seq[float]], second: Seq[Seq[float]], target: float = 0.6, resamples: int = 200,
+                      draws: int = 40, seed: int = 0) -> dict[str, Any]:
+    """95 % intervals of :func:`noise_ceiling` and :func:`sequences_for_ceiling` over the sequences
+    (the same columns of both items x sequences scores resampled with replacement); an upper end of
+    None: the ceiling did not reach ``target`` in at least 2.5 % of the resamples."""
+    a, b = _items_by_sequences(first), _items_by_sequences(second)
+    rng = np.random.default_rng(seed)
+    ceilings, needed = [], []
+    for i in range(resamples):
+        columns = rng.integers(0, a.shape[1], a.shape[1])
+        ra, rb = (split_half_reliability(m[:, columns], draws, seed + i) for m in (a, b))
+        ceilings.append(noise_ceiling(ra, rb))
+        n = sequences_for_ceiling(ra, rb, target)
+        needed.append(np.inf if n is None else n)
+    low, high = np.percentile(needed, [2.5, 97.5])
+    return {"ceiling_ci": _interval(ceilings),
+            "sequences_for_target_ci": [int(low) if np.isfinite(low) else None, int(high) if np.isfinite(high) else None]}
+
+
+def _items_by_sequences(scores: Seq[Seq[float]]) -> np.ndarray:
+    m = np.asarray(scores, float)
+    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2:
+        raise ValueError(f"need at least 3 items x 2 sequences of scores, got shape {m.shape}")
+    return m
 
 
 def _half_taus(first: np.ndarray, second: np.ndarray, draws: int, seed: int, both_ways: bool) -> list[float]:
@@ -171,44 +221,20 @@ def _half_taus(first: np.ndarray, second: np.ndarray, draws: int, seed: int, bot
     return taus
 
 
-def noise_ceiling(first: dict[str, Any], second: dict[str, Any], factor: float = 1.0) -> float:
-    """The Kendall tau two scores of the same items can reach when each orders them perfectly but for
-    its own noise (``split_half_reliability`` of each: the classical attenuation bound
-    sqrt(reliability x reliability)), measured on ``factor`` x as many sequences as they were. Noise
-    the two scores share, such as the same val sequences, is not in it, so a measured tau may exceed it."""
-    return _tau(float(np.sqrt(_step_up(_pearson(first["halves_tau"]), 2 * factor)
-                              * _step_up(_pearson(second["halves_tau"]), 2 * factor))))
-
-
-def sequences_for_ceiling(first: dict[str, Any], second: dict[str, Any], sequences: int, target: float = 0.6,
-                          limit: int = 100_000) -> int | None:
-    """The fewest sequences (the scores were measured on ``sequences``) at which :func:`noise_ceiling`
-    reaches ``target``; None when it does not within ``limit`` (a score with no signal)."""
-    def reaches(n: int) -> bool:
-        return noise_ceiling(first, second, n / sequences) >= target
-
-    if not reaches(limit):
-        return None
-    low, high = 0, limit  # the ceiling grows with the sequences: bisect for the first that reaches
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if reaches(middle) else (middle, high)
-    return high
-
-
-def _pearson(tau: float) -> float:
-    return float(np.sin(np.pi * tau / 2))
-
-
-def _step_up(r: float, factor: float = 2.0) -> float:
-    """Spearman-Brown: the reliability ``r`` of a measurement on ``factor`` x as much data (0 for none)."""
+def _reliability(agreement: dict[str, Any], sequences: float) -> float:
+    """Pearson reliability of a score on ``sequences`` sequences, from its agreement on random halves
+    (Spearman-Brown from the half's length; 0 for no or negative agreement)."""
+    if sequences <= 0:
+        raise ValueError(f"need a positive number of sequences, got {sequences}")
+    r = float(np.sin(np.pi * agreement["halves_tau"] / 2))
     if not np.isfinite(r):
         return r
+    factor = sequences / agreement["half"]
     return factor * r / (1 + (factor - 1) * r) if r > 0 else 0.0
 
 
 def _tau(r: float) -> float:
-    return float(2 / np.pi * np.arcsin(r))
+    return float(2 / np.pi * np.arcsin(np.clip(r, -1.0, 1.0)))
 
 
 def _interval(values: list[float]) -> list[float]:
@@ -409,12 +435,13 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     per_sequence = {"fitness": per_sequence_fitness,
                     "standalone": [[r["per_sequence_ao"][n] for n in names] for r in results.records]}
     reliability = {key: split_half_reliability(scores) for key, scores in per_sequence.items()}
-    reliability["ceiling_tau"] = noise_ceiling(reliability["fitness"], reliability["standalone"])
-    reliability["cross_halves"] = {**cross_half_agreement(per_sequence["fitness"], per_sequence["standalone"]),
-                                   "ceiling_tau": noise_ceiling(reliability["fitness"], reliability["standalone"], 0.5)}
-    reliability["ceiling_target"] = CEILING_TARGET
-    reliability["sequences_for_target"] = sequences_for_ceiling(reliability["fitness"], reliability["standalone"],
-                                                                len(sequences), CEILING_TARGET)
+    fit, alone = reliability["fitness"], reliability["standalone"]
+    reliability.update(
+        ceiling_tau=noise_ceiling(fit, alone), ceiling_target=CEILING_TARGET,
+        sequences_for_target=sequences_for_ceiling(fit, alone, CEILING_TARGET),
+        **bootstrap_ceiling(per_sequence["fitness"], per_sequence["standalone"], CEILING_TARGET),
+        cross_halves={**cross_half_agreement(per_sequence["fitness"], per_sequence["standalone"]),
+                      "ceiling_tau": noise_ceiling(fit, alone, fit["half"])})
     report = {"supernet": str(supernet), "standalone": str(standalone), "split": recipe["split"],
               "sequences": len(sequences), "calibration_images": calibration_images,
               "recipe_iterations": recipe["train"]["epochs"] * recipe["train"]["iters_per_epoch"],
