@@ -18,9 +18,8 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
-                                              bootstrap_ceiling, cross_half_agreement, noise_ceiling,
-                                              sequences_for_ceiling, split_half_reliability, stratified_architectures,
-                                              used_genes)
+                                              cross_half_agreement, noise_ceiling, sequences_for_ceiling,
+                                              split_half_reliability, stratified_architectures, used_genes)
 
 from conftest import ROOT
 
@@ -91,11 +90,6 @@ def test_split_half_reliability_and_noise_ceiling():
     # an odd count steps up from the half actually drawn (23 of 47), not from half of 47
     odd = split_half_reliability(items + 0.6 * rng.normal(size=(16, 47)))
     assert odd["half"] == 23 and odd["whole_tau"] == pytest.approx(noise_ceiling(odd, odd))
-    # the ceiling's interval over resampled sequences holds the estimate
-    scores = items + 0.6 * rng.normal(size=(16, 48))
-    spread = bootstrap_ceiling(scores, scores, resamples=30, draws=10)
-    low, high = spread["ceiling_ci"]
-    assert low <= noise_ceiling(*[split_half_reliability(scores)] * 2) <= high
     with pytest.raises(ValueError, match="positive number of sequences"):
         noise_ceiling(noisy, noisy, 0)
     # a predictor that shares only the sequences' noise with the truth agrees with it on the same
@@ -169,7 +163,7 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert -1 <= report["ranking"]["kendall_tau"] <= 1 and "reference_tau" in report["ranking"]
     rel = report["reliability"]
     assert set(rel) == {"fitness", "standalone", "ceiling_tau", "ceiling_target", "sequences_for_target",
-                        "ceiling_ci", "sequences_for_target_ci", "cross_halves"} and rel["ceiling_tau"] <= 1
+                        "cross_halves"} and rel["ceiling_tau"] <= 1
     assert "noise ceiling" in ranked.stdout and "per_sequence_fitness" not in report["subnets"][0]
     assert (tmp_path / "rank" / "ranking.png").stat().st_size > 0
     assert "Kendall tau" in ranked.stdout and "MACs alone" in ranked.stdout
