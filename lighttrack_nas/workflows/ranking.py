@@ -294,6 +294,9 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     from ..models import build_supernet
     from ..space import experiment_space
 
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
     cfg = load_experiment(config)
     out = Path(out)
     results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": split, "count": count,
@@ -301,12 +304,7 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     space = experiment_space(cfg)
     table = CostTable(build_supernet(space))
     archs = stratified_architectures(space, table.macs, count, seed)
-    k, n = shard
-    if not 0 <= k < n:
-        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
-    for i, arch in enumerate(archs):
-        if i % n != k:
-            continue
+    for i, arch in list(enumerate(archs))[k::n]:
         if results.get(str(arch)) is None:
             log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
         train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, index=i)
