@@ -229,6 +229,17 @@ def test_controls_end_to_end(micro_config, tmp_path):
     assert "seed 1: training evolution stand-alone (1 of 4)" in run.stderr  # progress without bars
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
     assert len(trained) == len({r["arch"] for r in trained}) <= 4  # each architecture trained once
+    # the small files carry the study: without the supernet (or any checkpoint) a re-run only reads them
+    (supernet / "checkpoint.pt").unlink()
+    for checkpoint in (tmp_path / "controls").rglob("*.pt"):
+        checkpoint.unlink()
+    again = subprocess.run(run.args, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "controls" / "controls.json").read_text()) == report
+    args = list(run.args)
+    args[args.index("--randoms") + 1] = "3"
+    changed = subprocess.run(args, capture_output=True, text=True)
+    assert changed.returncode != 0 and "same_size.json: drawn with other settings (count=2; now count=3)" in changed.stderr
 
 
 def test_budgets_score_the_first_frames_of_causal_tracks(micro_config):

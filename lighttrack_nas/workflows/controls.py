@@ -18,6 +18,7 @@ a winner is not scored on the sequences it was chosen on.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence as Seq
 from pathlib import Path
@@ -83,15 +84,38 @@ def summarize(rows: list[dict[str, Any]], key: str, held_out: Seq[str] | None = 
     return summary
 
 
+def _same_size_draw(path: Path, supernet: Path, winner: str, count: int, tolerance: float, seed: int) -> list[str]:
+    """The seed's same-size random architectures: read from ``path`` when drawn before (with the same winner,
+    count and tolerance; ValueError naming the difference otherwise), else drawn on ``supernet``'s space and
+    written there, so a resumed run needs the supernet only for what it has not yet searched or drawn."""
+    from ..cost import CostTable
+    from ..models import load_supernet
+
+    request = {"winner": winner, "count": count, "tolerance": tolerance, "seed": seed}
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        changed = [k for k, v in request.items() if recorded.get(k) != v]
+        if changed:
+            raise ValueError(f"{path}: drawn with other settings ({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}"
+                             f"; now {', '.join(f'{k}={request[k]!r}' for k in changed)}): use another --out")
+        return recorded["architectures"]
+    net = load_supernet(supernet)
+    table = CostTable(net)
+    target = table.macs(net.space.decode(winner))
+    sized = same_size_architectures(net.space, table.macs, target, count, tolerance, seed)
+    write_json(path, request | {"target_macs": target, "architectures": [str(a) for a in sized],
+                                "macs": [table.macs(a) for a in sized]})
+    return [str(a) for a in sized]
+
+
 def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[str | Path], seeds: Seq[int],
                  out: str | Path, flops_budget: str, *, randoms: int = 5, tolerance: float = 0.05,
                  progress: bool = True) -> dict[str, Any]:
     """Run both controls for every seed (``supernets``: one per seed, or one shared by all) into ``out``
-    and write ``out/controls.json``; returns the report. Resumable: finished searches and stand-alone
-    trainings are reused, interrupted ones continue."""
-    from ..cost import CostTable
-    from ..models import load_supernet
-
+    and write ``out/controls.json``; returns the report. Resumable: finished searches (``sSEED/*/best.json``),
+    random draws (``sSEED/same_size.json``) and stand-alone trainings (``standalone.json``) are reused,
+    interrupted ones continue; a seed whose searches and draws are recorded no longer reads its supernet, so
+    those small files carry a study to another machine."""
     if len(supernets) not in (1, len(seeds)):
         raise ValueError(f"give one supernet per seed ({len(seeds)}) or one for all, got {len(supernets)}")
     if randoms < 1 or not 0 < tolerance < 1:
@@ -107,12 +131,10 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
             log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
             winners[strategy] = stage_search(search_config, supernet, out / f"s{seed}" / strategy, progress,
                                              flops_budget=flops_budget, strategy=strategy, seed=seed)
-        net = load_supernet(supernet)
-        table = CostTable(net)
-        best = net.space.decode(winners["evolution"]["best"]["arch"])
-        sized = same_size_architectures(net.space, table.macs, table.macs(best), randoms, tolerance, seed)
+        sized = _same_size_draw(out / f"s{seed}" / "same_size.json", supernet, winners["evolution"]["best"]["arch"],
+                                randoms, tolerance, seed)
         jobs = [(winners[role]["best"]["arch"], role) for role in ("evolution", "random")]
-        jobs += [(str(a), f"size{j}") for j, a in enumerate(sized)]
+        jobs += [(a, f"size{j}") for j, a in enumerate(sized)]
         trained = {}
         for k, (arch, role) in enumerate(jobs, 1):
             if results.get(arch) is None:
