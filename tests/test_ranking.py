@@ -197,7 +197,7 @@ def test_controls_end_to_end(micro_config, tmp_path):
     search = tmp_path / "search.yaml"
     search.write_text(yaml.safe_dump({"extends": str(micro_config), "search": {
         "population": 4, "generations": 2, "topk": 2, "mutants": 2, "crossovers": 2, "calibration_images": 4,
-        "calibration_batch": 4, "finalists": 1, "val_sequences": 1, "budgets": {"latency": None}}}))
+        "calibration_batch": 4, "finalists": 1, "val_sequences": 1, "budgets": {"latency": "1us"}}}))  # dropped
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"extends": str(micro_config), "train": {
         "epochs": 1, "iters_per_epoch": 1, "freeze_backbone_epochs": 0, "threads": 1}}))

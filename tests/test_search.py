@@ -103,6 +103,8 @@ def test_parse_budgets():
     for bad in ("8", "8 min", "ms", "0ms"):
         with pytest.raises(ValueError, match="with a unit, like 8ms"):
             parse_seconds(bad)
+    # "none" lifts a budget, whatever the config's default
+    assert Budgets.parse(flops="145M", params="none", latency="None") == Budgets(flops=145e6)
     assert Budgets.parse(flops="40M", latency="3ms") == Budgets(flops=40e6, latency=0.003)
 
 

@@ -28,11 +28,13 @@ def parse_args() -> argparse.Namespace:
                    help="experiment YAML with a search: section (e.g. experiments/search_tiny.yaml)")
     p.add_argument("--supernet", required=True, help="supernet checkpoint from tools/train_supernet.py")
     p.add_argument("--out", required=True, help="output directory (state, candidates, best, Pareto front)")
-    p.add_argument("--flops-budget", metavar="MACS", help="max MACs per frame, e.g. 600M, 2.5G, 800K")
-    p.add_argument("--params-budget", metavar="N", help="max parameters, e.g. 2M, 800K")
+    p.add_argument("--flops-budget", metavar="MACS", help="max MACs per frame, e.g. 600M, 2.5G, 800K; none: no limit, "
+                                                          "whatever the config's search.budgets say")
+    p.add_argument("--params-budget", metavar="N", help="max parameters, e.g. 2M, 800K; none: no limit")
     p.add_argument("--latency-budget", metavar="TIME",
                    help="max per-frame network latency, e.g. 8ms, 8000us, 0.008s: predicted by the latency table "
-                        "during the search, measured for real on the finalists")
+                        "during the search, measured for real on the finalists; none: no limit, "
+                        "whatever the config's search.budgets say")
     p.add_argument("--lut", help="latency table from tools/build_latency_lut.py (default: built now into OUT with "
                                  "--latency-budget; with --lut alone every candidate gets a predicted latency)")
     p.add_argument("--device", default="cpu", choices=["cpu"], help="latency device (default: %(default)s)")

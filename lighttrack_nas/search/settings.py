@@ -65,10 +65,14 @@ class Budgets:
 
     @classmethod
     def parse(cls, flops: str | None = None, params: str | None = None, latency: str | None = None) -> "Budgets":
-        """From strings such as ``600M``, ``2M`` and ``8ms``."""
-        return cls(flops=None if flops is None else parse_count(flops, "flops budget"),
-                   params=None if params is None else parse_count(params, "params budget"),
-                   latency=None if latency is None else parse_seconds(latency, "latency budget"))
+        """From strings such as ``600M``, ``2M`` and ``8ms``; ``None`` or ``"none"``: unconstrained (``"none"``
+        overrides a config's default budget)."""
+        def unset(value: str | None) -> bool:
+            return value is None or str(value).strip().lower() == "none"
+
+        return cls(flops=None if unset(flops) else parse_count(flops, "flops budget"),
+                   params=None if unset(params) else parse_count(params, "params budget"),
+                   latency=None if unset(latency) else parse_seconds(latency, "latency budget"))
 
     def constraints(self, macs: Callable[[Architecture], float], params: Callable[[Architecture], float],
                     latency: Callable[[Architecture], float] | None) -> list[Constraint]:

@@ -3,7 +3,9 @@ beat random architectures of its size? (docs/search.md, "Does the search search?
 
 For each seed, on that seed's supernet (a NAS seed retrains the supernet: give one per seed):
 
-(a) evolution and random search under one MACs budget, at the same number of evaluations;
+(a) evolution and random search under one MACs budget alone (the search config's other budgets are
+    dropped: a latency budget would make the searched space depend on how loaded the machine was while
+    its latency table was timed), at the same number of evaluations;
 (b) ``randoms`` uniform architectures within +-``tolerance`` of the evolution winner's MACs.
 
 Every architecture is then trained stand-alone with one recipe and scored on the val split
@@ -130,7 +132,8 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         for strategy in ("evolution", "random"):
             log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
             winners[strategy] = stage_search(search_config, supernet, out / f"s{seed}" / strategy, progress,
-                                             flops_budget=flops_budget, strategy=strategy, seed=seed)
+                                             flops_budget=flops_budget, params_budget="none", latency_budget="none",
+                                             strategy=strategy, seed=seed)
         sized = _same_size_draw(out / f"s{seed}" / "same_size.json", supernet, winners["evolution"]["best"]["arch"],
                                 randoms, tolerance, seed)
         jobs = [(winners[role]["best"]["arch"], role) for role in ("evolution", "random")]
