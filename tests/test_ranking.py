@@ -239,7 +239,7 @@ def test_controls_end_to_end(micro_config, tmp_path):
     args = list(run.args)
     args[args.index("--randoms") + 1] = "3"
     changed = subprocess.run(args, capture_output=True, text=True)
-    assert changed.returncode != 0 and "same_size.json: drawn with other settings (count=2; now count=3)" in changed.stderr
+    assert changed.returncode != 0 and "same_size.json: drawn with other settings (count: saved 2, now 3)" in changed.stderr
 
 
 def test_budgets_score_the_first_frames_of_causal_tracks(micro_config):

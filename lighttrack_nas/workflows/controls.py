@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import load_experiment
+from ..config import config_differences, load_experiment
 from ..data.sources import load_split
 from ..evaluate.metrics import paired_bootstrap
 from ..io import write_json
@@ -96,10 +96,9 @@ def _same_size_draw(path: Path, supernet: Path, winner: str, count: int, toleran
     request = {"winner": winner, "count": count, "tolerance": tolerance, "seed": seed}
     if path.exists():
         recorded = json.loads(path.read_text())
-        changed = [k for k, v in request.items() if recorded.get(k) != v]
+        changed = config_differences({k: recorded.get(k) for k in request}, request)
         if changed:
-            raise ValueError(f"{path}: drawn with other settings ({', '.join(f'{k}={recorded.get(k)!r}' for k in changed)}"
-                             f"; now {', '.join(f'{k}={request[k]!r}' for k in changed)}): use another --out")
+            raise ValueError(f"{path}: drawn with other settings ({'; '.join(changed)}): use another --out")
         return recorded["architectures"]
     net = load_supernet(supernet)
     table = CostTable(net)
