@@ -3,6 +3,7 @@
 import pytest
 
 from conftest import ROOT
+from lighttrack_nas.compress import PruneSettings
 from lighttrack_nas.workflows.compare.settings import prepare
 from lighttrack_nas.config import deep_merge
 from lighttrack_nas.models import build_model, build_supernet
@@ -64,11 +65,19 @@ def test_comparisons_give_nas_and_pruned_trackers_equal_training_budgets(tmp_pat
     prune = largest.prune["slimming"]
     assert samples(tiny.retrain["train"]) == samples(deep_merge(base, prune.finetune_train))
     assert samples(deep_merge(base, prune.sparsity_train)) <= samples(tiny.retrain["train"])
-    # the 2x2 rows' stand-alone pruned sides are compare_all_tiny's lite0 / lite0_scratch: the same network and recipe
-    unthreaded = lambda fam: {k: v for k, v in fam.experiment(0)["train"].items() if k != "threads"}  # noqa: E731
+    # the 2x2 rows' stand-alone pruned sides are compare_all_tiny's lite0 / lite0_scratch: the same network and
+    # training; every Lite0 pruned side prunes by the one recipe of prune_lite0_tiny.yaml, which tools/prune.py
+    # runs alone after tools/train_baseline.py trained compare_all_tiny's lite0 (the thread count aside)
+    unthreaded = lambda train: {k: v for k, v in train.items() if k != "threads"}  # noqa: E731
+    alone_file = load_experiment(ROOT / "experiments" / "prune_lite0_tiny.yaml")
+    recipe = {"slimming": PruneSettings.from_experiment(alone_file)}
+    assert unthreaded(alone_file["train"]) == unthreaded(full.family("lite0").experiment(0)["train"])
+    assert model_spec(alone_file) == model_spec(full.family("lite0").experiment(0))
+    assert largest.prune == full.family("largest").prune == recipe
     for config, name in (("compare_imagenet_tiny.yaml", "lite0"), ("compare_scratch_tiny.yaml", "lite0_scratch")):
         row, alone = prepare(ROOT / "experiments" / config, tmp_path / name).family(name), full.family(name)
-        assert unthreaded(row) == unthreaded(alone) and row.prune == alone.prune, config
+        assert unthreaded(row.experiment(0)["train"]) == unthreaded(alone.experiment(0)["train"]), config
+        assert row.prune == alone.prune == recipe, config
         assert row.experiment(0)["model"] == alone.experiment(0)["model"], config
 
 
