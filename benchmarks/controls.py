@@ -13,14 +13,15 @@ All are trained with --recipe and scored on the val split (reused from OUT/stand
 already trained with that recipe). Prints and writes (OUT/controls.json) the paired differences
 per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences, on the whole
 val split and on the val sequences the searches' fitness did not track (search.val_sequences).
-Resumable: re-run the same command.
+Resumable: re-run the same command. --shard K/N lets N processes share one --out (e.g. the two
+cores): each trains every N-th stand-alone job over all seeds; the last to finish writes controls.json.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 
-from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cli import run_cli, shard_arg
 from lighttrack_nas.workflows.controls import run_controls
 
 
@@ -37,6 +38,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="relative MACs window of the random architectures (default: %(default)s)")
     p.add_argument("--out", required=True, help="output directory (searches, stand-alone runs, controls.json)")
+    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
+                   help="train only the stand-alone jobs (over all --seeds, in order) whose index is K modulo N, so "
+                        "N processes can share --out; a seed is searched once, by the first shard to reach it "
+                        "(default: 0/1, all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args()
 
@@ -45,7 +50,12 @@ def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run_controls(args.search_config, args.recipe, args.supernets, args.seeds, args.out, args.flops_budget,
-                          randoms=args.randoms, tolerance=args.tolerance, progress=not args.no_progress)
+                          randoms=args.randoms, tolerance=args.tolerance, shard=args.shard,
+                          progress=not args.no_progress)
+    if report is None:
+        print(f"shard {args.shard[0]}/{args.shard[1]} done; other shards' trainings are still running or to run: "
+              f"re-run when they have finished to write controls.json")
+        return 0
     for row in report["seeds"]:
         w = row["winners"]
         sizes = ", ".join(f"{r['val_ao']:.3f}" for r in row["same_size"])

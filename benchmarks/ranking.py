@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cli import run_cli, shard_arg
 from lighttrack_nas.search.backend import set_threads
 from lighttrack_nas.workflows.ranking import rank_supernet, train_standalone
 
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--subnets", type=int, default=16, help="number of subnets (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the subnet selection (default: %(default)s)")
     train.add_argument("--split", default="val", help="split the stand-alone subnets are scored on (default: %(default)s)")
-    train.add_argument("--shard", type=shard, default=(0, 1), metavar="K/N",
+    train.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                        help="train only the subnets whose index is K modulo N, so N processes can share --out "
                             "(default: 0/1, all)")
     rank = steps.add_parser("rank", help="rank the stand-alone subnets with a supernet's inherited weights")
@@ -57,17 +57,6 @@ def parse_args() -> argparse.Namespace:
 
 def _interval(stats: dict, key: str, ci: str) -> str:
     return f"{stats[key]:+.3f} [{stats[ci][0]:+.3f}, {stats[ci][1]:+.3f}]"
-
-
-def shard(text: str) -> tuple[int, int]:
-    """``K/N`` as ``(K, N)`` with 0 <= K < N (an argparse type)."""
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/2, got {text!r}") from None
-    if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
-    return k, n
 
 
 def main() -> int:

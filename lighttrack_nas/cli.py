@@ -1,6 +1,8 @@
-"""Shared command-line plumbing: user errors print one clear line and exit 2, no traceback."""
+"""Shared command-line plumbing: user errors print one clear line and exit 2, no traceback; argparse
+types shared by several tools."""
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -21,3 +23,14 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``K/N`` as ``(K, N)`` with 0 <= K < N: an argparse type for N processes sharing one study."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return k, n

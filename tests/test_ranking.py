@@ -203,11 +203,20 @@ def test_controls_end_to_end(micro_config, tmp_path):
         "epochs": 1, "iters_per_epoch": 1, "freeze_backbone_epochs": 0, "threads": 1}}))
     supernet = tmp_path / "supernet"
     SupernetTrainer(load_experiment(search), supernet, max_iters=1, progress=False).train()
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "controls.py"), "--search-config", str(search),
-                          "--recipe", str(recipe), "--supernets", str(supernet / "checkpoint.pt"), "--seeds", "1",
-                          "--flops-budget", "1G", "--randoms", "2", "--tolerance", "0.3", "--out",
-                          str(tmp_path / "controls"), "--no-progress"], capture_output=True, text=True)
+    command = [sys.executable, str(ROOT / "benchmarks" / "controls.py"), "--search-config", str(search),
+               "--recipe", str(recipe), "--supernets", str(supernet / "checkpoint.pt"), "--seeds", "1",
+               "--flops-budget", "1G", "--randoms", "2", "--tolerance", "0.3", "--out", str(tmp_path / "controls"),
+               "--no-progress"]
+    # shard 1 of 2 searches and trains jobs 2 and 4 of 4 (random search's winner, the second same-size
+    # architecture), then leaves the report to whichever run finds every job trained
+    half = subprocess.run(command + ["--shard", "1/2"], capture_output=True, text=True)
+    assert half.returncode == 0, half.stderr[-3000:]
+    assert "shard 1/2 done" in half.stdout and not (tmp_path / "controls" / "controls.json").exists()
+    assert "training random stand-alone (2 of 4)" in half.stderr and "training size1 stand-alone (4 of 4)" in half.stderr
+    assert "training evolution" not in half.stderr and "still to finish (s1 evolution, s1 size0)" in half.stderr
+    run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "search under" in run.stderr and "training random" not in run.stderr  # shard 1's work reused
     report = json.loads((tmp_path / "controls" / "controls.json").read_text())
     assert [r["seed"] for r in report["seeds"]] == [1] and report["supernet_seeds"] == 1
     for row in report["seeds"]:

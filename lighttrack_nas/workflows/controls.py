@@ -31,10 +31,10 @@ import numpy as np
 from ..config import config_differences, load_experiment
 from ..data.sources import load_split
 from ..evaluate.metrics import paired_bootstrap
-from ..io import write_json
+from ..io import locked, write_json
 from ..search.settings import SearchSettings
 from ..space.space import Architecture, SearchSpace
-from .ranking import StandaloneResults, standalone_recipe, train_and_score
+from .ranking import StandaloneResults, check_shard, sharded, standalone_recipe, train_and_score
 from .stages import stage_search
 
 log = logging.getLogger(__name__)
@@ -111,58 +111,54 @@ def _same_size_draw(path: Path, supernet: Path, winner: str, count: int, toleran
 
 def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[str | Path], seeds: Seq[int],
                  out: str | Path, flops_budget: str, *, randoms: int = 5, tolerance: float = 0.05,
-                 progress: bool = True) -> dict[str, Any]:
+                 shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict[str, Any] | None:
     """Run both controls for every seed (``supernets``: one per seed, or one shared by all) into ``out``
     and write ``out/controls.json``; returns the report. Resumable: finished searches (``sSEED/*/best.json``),
     random draws (``sSEED/same_size.json``) and stand-alone trainings (``standalone.json``) are reused,
     interrupted ones continue; a seed whose searches and draws are recorded no longer reads its supernet, so
-    those small files carry a study to another machine."""
+    those small files carry a study to another machine. ``shard`` ``(k, n)``: n processes share ``out``; each
+    searches a seed only while holding its lock (the others wait, then reuse the result) and trains the
+    stand-alone jobs whose index over all seeds' jobs is k modulo n; a shard that ends with jobs of other
+    shards untrained writes nothing and returns None (re-run when they finish, with any shard or none)."""
     if len(supernets) not in (1, len(seeds)):
         raise ValueError(f"give one supernet per seed ({len(seeds)}) or one for all, got {len(supernets)}")
     if randoms < 1 or not 0 < tolerance < 1:
         raise ValueError(f"need randoms >= 1 and 0 < tolerance < 1, got {randoms} and {tolerance}")
+    check_shard(shard)
     out = Path(out)
     cfg = load_experiment(recipe)
     results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": "val"})
-    rows = []
+    plans = []
     for i, seed in enumerate(seeds):
         supernet = Path(supernets[i % len(supernets)])
+        folder = out / f"s{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
         winners = {}
-        for strategy in ("evolution", "random"):
-            log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
-            winners[strategy] = stage_search(search_config, supernet, out / f"s{seed}" / strategy, progress,
-                                             flops_budget=flops_budget, params_budget="none", latency_budget="none",
-                                             strategy=strategy, seed=seed)
-        sized = _same_size_draw(out / f"s{seed}" / "same_size.json", supernet, winners["evolution"]["best"]["arch"],
-                                randoms, tolerance, seed)
-        jobs = [(winners[role]["best"]["arch"], role) for role in ("evolution", "random")]
-        jobs += [(a, f"size{j}") for j, a in enumerate(sized)]
-        trained = {}
-        for k, (arch, role) in enumerate(jobs, 1):
-            if results.get(arch) is None:
-                log.info("seed %d: training %s stand-alone (%d of %d)", seed, role, k, len(jobs))
-            trained[role] = train_and_score(results, recipe, arch, f"runs/s{seed}_{role}", "val", progress)
-            log.info("seed %d: %s val AO %.3f", seed, role, trained[role]["ao"])
-        scored = {role: trained[role] for role in ("evolution", "random")}
-        sized_scores = [trained[f"size{j}"] for j in range(len(sized))]
-        median = float(np.median([r["ao"] for r in sized_scores]))
-        names = sorted(scored["evolution"]["per_sequence_ao"])
-        evo = {n: scored["evolution"]["per_sequence_ao"][n] for n in names}
-        median_per_sequence = {n: float(np.median([r["per_sequence_ao"][n] for r in sized_scores])) for n in names}
-        rows.append({
-            "seed": seed, "supernet": str(supernet),
-            "evaluations": {k: w["evaluations"] for k, w in winners.items()},
-            "winners": {k: {"arch": scored[k]["arch"], "macs": scored[k]["macs"], "fitness": winners[k]["best"]["fitness"],
-                            "val_ao": scored[k]["ao"]} for k in scored},
-            "same_size": [{"arch": r["arch"], "macs": r["macs"], "val_ao": r["ao"]} for r in sized_scores],
-            "evolution_minus_random": {"ao": scored["evolution"]["ao"] - scored["random"]["ao"],
-                                       "per_sequence": {n: evo[n] - scored["random"]["per_sequence_ao"][n]
-                                                        for n in names}},
-            "evolution_minus_median": {"ao": scored["evolution"]["ao"] - median,
-                                       "per_sequence": {n: evo[n] - median_per_sequence[n] for n in names}},
-        })
-        log.info("seed %d: evolution %.3f, random search %.3f, same-size median %.3f (val AO)", seed,
-                 scored["evolution"]["ao"], scored["random"]["ao"], median)
+        with locked(folder / ".search.lock", wait=True):  # one shard searches, the others then reuse its result
+            for strategy in ("evolution", "random"):
+                log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
+                winners[strategy] = stage_search(search_config, supernet, folder / strategy, progress,
+                                                 flops_budget=flops_budget, params_budget="none",
+                                                 latency_budget="none", strategy=strategy, seed=seed)
+            sized = _same_size_draw(folder / "same_size.json", supernet, winners["evolution"]["best"]["arch"],
+                                    randoms, tolerance, seed)
+        roles = {role: winners[role]["best"]["arch"] for role in ("evolution", "random")}
+        roles |= {f"size{j}": arch for j, arch in enumerate(sized)}
+        plans.append((seed, supernet, winners, roles))
+    jobs = [(seed, role, arch) for seed, _, _, roles in plans for role, arch in roles.items()]
+    for k, (seed, role, arch) in sharded(jobs, shard):
+        if results.get(arch) is None:
+            log.info("seed %d: training %s stand-alone (%d of %d)", seed, role, k + 1, len(jobs))
+        score = train_and_score(results, recipe, arch, f"runs/s{seed}_{role}", "val", progress)
+        log.info("seed %d: %s val AO %.3f", seed, role, score["ao"])
+    results.refresh()
+    missing = [f"s{seed} {role}" for seed, role, arch in jobs if results.get(arch) is None]
+    if missing:
+        log.info("shard %d/%d done; %d stand-alone trainings of other shards still to finish (%s): re-run "
+                 "when they have", *shard, len(missing), ", ".join(missing))
+        return None
+    rows = [_control_row(seed, supernet, winners, {role: results.get(arch) for role, arch in roles.items()})
+            for seed, supernet, winners, roles in plans]
     searched = searched_sequences(search_config)
     held_out = None if searched is None else sorted(set(rows[0]["evolution_minus_random"]["per_sequence"]) - set(searched))
     report = {"search_config": str(search_config), "recipe": str(recipe), "flops_budget": flops_budget,
@@ -172,3 +168,27 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
               "evolution_minus_median": summarize(rows, "evolution_minus_median", held_out)}
     write_json(out / "controls.json", report)
     return report
+
+
+def _control_row(seed: int, supernet: Path, winners: dict[str, Any], trained: dict[str, dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """One seed's row of the report: its searches' winners, the same-size draw and both paired differences."""
+    scored = {role: trained[role] for role in ("evolution", "random")}
+    sized_scores = [trained[role] for role in trained if role.startswith("size")]
+    median = float(np.median([r["ao"] for r in sized_scores]))
+    names = sorted(scored["evolution"]["per_sequence_ao"])
+    evo = {n: scored["evolution"]["per_sequence_ao"][n] for n in names}
+    median_per_sequence = {n: float(np.median([r["per_sequence_ao"][n] for r in sized_scores])) for n in names}
+    log.info("seed %d: evolution %.3f, random search %.3f, same-size median %.3f (val AO)", seed,
+             scored["evolution"]["ao"], scored["random"]["ao"], median)
+    return {
+        "seed": seed, "supernet": str(supernet),
+        "evaluations": {k: w["evaluations"] for k, w in winners.items()},
+        "winners": {k: {"arch": scored[k]["arch"], "macs": scored[k]["macs"], "fitness": winners[k]["best"]["fitness"],
+                        "val_ao": scored[k]["ao"]} for k in scored},
+        "same_size": [{"arch": r["arch"], "macs": r["macs"], "val_ao": r["ao"]} for r in sized_scores],
+        "evolution_minus_random": {"ao": scored["evolution"]["ao"] - scored["random"]["ao"],
+                                   "per_sequence": {n: evo[n] - scored["random"]["per_sequence_ao"][n] for n in names}},
+        "evolution_minus_median": {"ao": scored["evolution"]["ao"] - median,
+                                   "per_sequence": {n: evo[n] - median_per_sequence[n] for n in names}},
+    }

@@ -250,11 +250,15 @@ class StandaloneResults:
     def get(self, arch: str) -> dict[str, Any] | None:
         return next((r for r in self.records if r["arch"] == arch), None)
 
+    def refresh(self) -> None:
+        """Read the records again: other processes sharing the file may have added some."""
+        if self.path.exists():
+            self.records = _read_json(self.path)["subnets"]
+
     def add(self, record: dict[str, Any]) -> None:
         """Add (or replace) ``record``, merged under a lock with what other processes added meanwhile."""
         with locked(self.path.with_name(f".{self.path.name}.lock"), wait=True):
-            if self.path.exists():
-                self.records = _read_json(self.path)["subnets"]
+            self.refresh()
             self.records = [r for r in self.records if r["arch"] != record["arch"]] + [record]
             write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
 
@@ -294,9 +298,7 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     from ..models import build_supernet
     from ..space import experiment_space
 
-    k, n = shard
-    if not 0 <= k < n:
-        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
+    check_shard(shard)
     cfg = load_experiment(config)
     out = Path(out)
     results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": split, "count": count,
@@ -304,11 +306,25 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     space = experiment_space(cfg)
     table = CostTable(build_supernet(space))
     archs = stratified_architectures(space, table.macs, count, seed)
-    for i, arch in list(enumerate(archs))[k::n]:
+    for i, arch in sharded(archs, shard):
         if results.get(str(arch)) is None:
             log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
         train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, index=i)
     return results
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    """ValueError unless ``shard`` ``(k, n)`` has 0 <= k < n."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
+
+
+def sharded(items: Seq[Any], shard: tuple[int, int]) -> list[tuple[int, Any]]:
+    """``(index, item)`` of the items whose index is k modulo n: shard ``(k, n)`` of n processes sharing a study."""
+    check_shard(shard)
+    k, n = shard
+    return list(enumerate(items))[k::n]
 
 
 def train_and_score(results: StandaloneResults, config: str | Path, arch: str, run: str, split: str = "val",
