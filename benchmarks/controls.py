@@ -14,7 +14,8 @@ already trained with that recipe). Prints and writes (OUT/controls.json) the pai
 per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences, on the whole
 val split and on the val sequences the searches' fitness did not track (search.val_sequences).
 Resumable: re-run the same command. --shard K/N lets N processes share one --out (e.g. the two
-cores): each trains every N-th stand-alone job over all seeds; the last to finish writes controls.json.
+cores): each trains every N-th stand-alone job over all seeds; the shard that finds every job trained
+writes controls.json.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output directory (searches, stand-alone runs, controls.json)")
     p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                    help="train only the stand-alone jobs (over all --seeds, in order) whose index is K modulo N, so "
-                        "N processes can share --out; a seed is searched once, by the first shard to reach it "
-                        "(default: 0/1, all)")
+                        "N processes can share --out: give every shard the same command but for K; a seed is "
+                        "searched once, by the first shard to reach it (default: 0/1, all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args()
 

@@ -27,10 +27,14 @@ def run_cli(main: Callable[[], int | None]) -> None:
 
 def shard_arg(text: str) -> tuple[int, int]:
     """``K/N`` as ``(K, N)`` with 0 <= K < N: an argparse type for N processes sharing one study."""
+    from .workflows.ranking import check_shard
+
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/2, got {text!r}") from None
-    if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    try:
+        check_shard((k, n))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return k, n

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import StopError
+
+log = logging.getLogger(__name__)
 
 
 class BusyError(StopError):
@@ -82,12 +85,15 @@ def locked(path: str | Path, wait: bool = False, what: str | None = None) -> Ite
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise BusyError(f"{what or path.parent}: in use by another process (pid {holder}); wait for it to finish "
-                            "or choose another --out") from None
+            if not wait:
+                raise BusyError(f"{what or path.parent}: in use by another process (pid {holder}); wait for it to "
+                                "finish or choose another --out") from None
+            log.info("waiting for %s: held by another process (pid %s)", what or path.parent, holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             handle.seek(0)
             handle.truncate()

@@ -75,11 +75,14 @@ def test_known_failures_print_one_line_and_bugs_keep_their_traceback(capsys):
         run_cli(lambda: {}["arch"])
 
 
-def test_a_second_run_into_a_locked_folder_stops_with_a_named_error(micro_config, tmp_path):
+def test_a_second_run_into_a_locked_folder_stops_with_a_named_error(micro_config, tmp_path, caplog):
     """Two processes never write one run's files at once: a held output folder is refused with the
-    holder's pid, a waiting lock (shared stages) waits instead, and the lock goes with its process."""
+    holder's pid, a waiting lock (shared stages) waits instead, saying for whom, and the lock goes with
+    its process."""
+    import logging
     import subprocess
     import sys
+    import threading
     import time
 
     from lighttrack_nas.io import BusyError, locked
@@ -97,6 +100,11 @@ def test_a_second_run_into_a_locked_folder_stops_with_a_named_error(micro_config
 
         with pytest.raises(BusyError, match=r"\(search\): in use by another process"):
             run_search(micro_config, tmp_path / "supernet.pt", out, flops_budget="1G", progress=False)
+        threading.Timer(0.5, holder.kill).start()  # the waiter gets the lock once the holder is gone
+        with caplog.at_level(logging.INFO, logger="lighttrack_nas.io"), \
+                locked(out / ".lock", wait=True, what="seed 2's searches"):
+            assert holder.poll() is not None
+        assert f"waiting for seed 2's searches: held by another process (pid {holder.pid})" in caplog.text
     finally:
         holder.kill()
         holder.wait()

@@ -129,6 +129,15 @@ def test_standalone_results_are_bound_to_their_recipe(tmp_path):
     first.add({"arch": "b", "ao": 0.4})
     second.add({"arch": "c", "ao": 0.3})
     assert sorted(r["arch"] for r in StandaloneResults(path).records) == ["a", "b", "c"]
+    first.refresh()
+    assert first.get("c")["ao"] == 0.3  # what the other process added
+    # two processes opening a fresh file with different recipes: the later one is refused on its next read
+    fresh = tmp_path / "fresh.json"
+    six, seven = StandaloneResults(fresh, {"train": {"epochs": 6}}), StandaloneResults(fresh, {"train": {"epochs": 7}})
+    six.add({"arch": "a", "ao": 0.5})
+    with pytest.raises(ValueError, match=r"another recipe \(train.epochs: saved 6, now 7\)"):
+        seven.add({"arch": "b", "ao": 0.4})
+    assert [r["arch"] for r in StandaloneResults(fresh).records] == ["a"]
 
 
 def test_train_then_rank_end_to_end(micro_config, tmp_path):
@@ -148,7 +157,7 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert len(records[0]["per_sequence_ao"]) == 4
     again = run("train", "--config", config, "--out", out, "--subnets", 3)  # nothing left to train
     assert again.returncode == 0 and "stand-alone subnet" not in again.stderr
-    assert "argument --shard: expected K/N with 0 <= K < N, got '2/2'" in run(
+    assert "argument --shard: shard 2/2: expected K/N with 0 <= K < N" in run(
         "train", "--config", config, "--out", out, "--subnets", 3, "--shard", "2/2").stderr
     changed = run("train", "--config", config, "--out", out, "--subnets", 4)
     assert changed.returncode != 0 and "another recipe (count: saved 3, now 4)" in changed.stderr
@@ -212,11 +221,13 @@ def test_controls_end_to_end(micro_config, tmp_path):
     half = subprocess.run(command + ["--shard", "1/2"], capture_output=True, text=True)
     assert half.returncode == 0, half.stderr[-3000:]
     assert "shard 1/2 done" in half.stdout and not (tmp_path / "controls" / "controls.json").exists()
-    assert "training random stand-alone (2 of 4)" in half.stderr and "training size1 stand-alone (4 of 4)" in half.stderr
-    assert "training evolution" not in half.stderr and "still to finish (s1 evolution, s1 size0)" in half.stderr
+    assert "training random stand-alone (job 2 of 4)" in half.stderr and "training size1 stand-alone (job 4 of 4)" in half.stderr
+    assert "training evolution" not in half.stderr and "still to finish: s1 evolution, s1 size0" in half.stderr
+    searched = {p: p.stat().st_mtime_ns for p in (tmp_path / "controls").glob("s1/*/*.json")}
     run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "search under" in run.stderr and "training random" not in run.stderr  # shard 1's work reused
+    assert "training random" not in run.stderr  # shard 1's work reused: its trainings, searches and draw
+    assert {p: p.stat().st_mtime_ns for p in searched} == searched and len(searched) >= 3
     report = json.loads((tmp_path / "controls" / "controls.json").read_text())
     assert [r["seed"] for r in report["seeds"]] == [1] and report["supernet_seeds"] == 1
     for row in report["seeds"]:
@@ -235,7 +246,7 @@ def test_controls_end_to_end(micro_config, tmp_path):
     assert summary["held_out"]["sequences"] == 1 and summary["held_out"]["mean"] == pytest.approx(gaps[other])
     assert "held-out" in run.stdout
     assert "evolution - random search: mean" in run.stdout
-    assert "seed 1: training evolution stand-alone (1 of 4)" in run.stderr  # progress without bars
+    assert "seed 1: training evolution stand-alone (job 1 of 4)" in run.stderr  # progress without bars
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]
     assert len(trained) == len({r["arch"] for r in trained}) <= 4  # each architecture trained once
     # the small files carry the study: without the supernet (or any checkpoint) a re-run only reads them

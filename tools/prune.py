@@ -8,7 +8,8 @@ a budget, physically removing what is pruned, then fine-tune it.
       --budget 0.05 --criterion torch-pruning --out runs/vit_prune5_tp
   --budget B          fraction of the dense MACs (--budget-kind macs) or parameters to keep, e.g. 0.75 .. 0.01
   --criterion         per family (default: the config's prune.criterion, else the family's default):
-                      cnn, lighttrack_net: slimming (default): sparsity training (L1 on BatchNorm scales, prune.sparsity.l1)
+                      cnn, lighttrack_net:
+                              slimming (default): sparsity training (L1 on BatchNorm scales, prune.sparsity.l1)
                               then prune channels by BatchNorm scale; magnitude: by filter L1/L2 norm (prune.norm)
                       vit:    vit-slim (default): sparsity training of ViT-Slim soft masks (head dimensions, MLP
                               neurons, embedding; prune.sparsity.attn_l1/mlp_l1/embed_l1) and tower BatchNorm

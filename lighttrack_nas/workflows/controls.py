@@ -116,10 +116,11 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
     and write ``out/controls.json``; returns the report. Resumable: finished searches (``sSEED/*/best.json``),
     random draws (``sSEED/same_size.json``) and stand-alone trainings (``standalone.json``) are reused,
     interrupted ones continue; a seed whose searches and draws are recorded no longer reads its supernet, so
-    those small files carry a study to another machine. ``shard`` ``(k, n)``: n processes share ``out``; each
-    searches a seed only while holding its lock (the others wait, then reuse the result) and trains the
-    stand-alone jobs whose index over all seeds' jobs is k modulo n; a shard that ends with jobs of other
-    shards untrained writes nothing and returns None (re-run when they finish, with any shard or none)."""
+    those small files carry a study to another machine. ``shard`` ``(k, n)``: n processes run the same call into
+    ``out``; each searches a seed only while holding its lock (the others wait, then reuse the result) and
+    trains the stand-alone jobs (one per distinct architecture, over all seeds in order) whose index is k modulo
+    n; a shard that ends with other shards' jobs untrained writes no ``controls.json`` and returns None (re-run
+    when they have finished, with any shard or none)."""
     if len(supernets) not in (1, len(seeds)):
         raise ValueError(f"give one supernet per seed ({len(seeds)}) or one for all, got {len(supernets)}")
     if randoms < 1 or not 0 < tolerance < 1:
@@ -132,9 +133,8 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
     for i, seed in enumerate(seeds):
         supernet = Path(supernets[i % len(supernets)])
         folder = out / f"s{seed}"
-        folder.mkdir(parents=True, exist_ok=True)
         winners = {}
-        with locked(folder / ".search.lock", wait=True):  # one shard searches, the others then reuse its result
+        with locked(folder / ".search.lock", wait=True, what=f"seed {seed}'s searches"):  # the other shards reuse them
             for strategy in ("evolution", "random"):
                 log.info("seed %d: %s search under %s MACs", seed, strategy, flops_budget)
                 winners[strategy] = stage_search(search_config, supernet, folder / strategy, progress,
@@ -145,20 +145,22 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
         roles = {role: winners[role]["best"]["arch"] for role in ("evolution", "random")}
         roles |= {f"size{j}": arch for j, arch in enumerate(sized)}
         plans.append((seed, supernet, winners, roles))
-    jobs = [(seed, role, arch) for seed, _, _, roles in plans for role, arch in roles.items()]
-    for k, (seed, role, arch) in sharded(jobs, shard):
+    jobs = {}  # architecture -> its first (seed, role): an architecture of several roles is trained once
+    for seed, _, _, roles in plans:
+        for role, arch in roles.items():
+            jobs.setdefault(arch, (seed, role))
+    for k, (arch, (seed, role)) in sharded(list(jobs.items()), shard):
         if results.get(arch) is None:
-            log.info("seed %d: training %s stand-alone (%d of %d)", seed, role, k + 1, len(jobs))
+            log.info("seed %d: training %s stand-alone (job %d of %d)", seed, role, k + 1, len(jobs))
         score = train_and_score(results, recipe, arch, f"runs/s{seed}_{role}", "val", progress)
         log.info("seed %d: %s val AO %.3f", seed, role, score["ao"])
     results.refresh()
-    missing = [f"s{seed} {role}" for seed, role, arch in jobs if results.get(arch) is None]
+    missing = [f"s{seed} {role}" for arch, (seed, role) in jobs.items() if results.get(arch) is None]
     if missing:
-        log.info("shard %d/%d done; %d stand-alone trainings of other shards still to finish (%s): re-run "
-                 "when they have", *shard, len(missing), ", ".join(missing))
+        log.info("%d stand-alone trainings of other shards still to finish: %s", len(missing), ", ".join(missing))
         return None
-    rows = [_control_row(seed, supernet, winners, {role: results.get(arch) for role, arch in roles.items()})
-            for seed, supernet, winners, roles in plans]
+    rows = [_control_row(seed, supernet, winners, {role: results.get(arch) for role, arch in roles.items()},
+                         len(roles) - 2) for seed, supernet, winners, roles in plans]
     searched = searched_sequences(search_config)
     held_out = None if searched is None else sorted(set(rows[0]["evolution_minus_random"]["per_sequence"]) - set(searched))
     report = {"search_config": str(search_config), "recipe": str(recipe), "flops_budget": flops_budget,
@@ -170,11 +172,12 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
     return report
 
 
-def _control_row(seed: int, supernet: Path, winners: dict[str, Any], trained: dict[str, dict[str, Any]]
-                 ) -> dict[str, Any]:
-    """One seed's row of the report: its searches' winners, the same-size draw and both paired differences."""
+def _control_row(seed: int, supernet: Path, winners: dict[str, Any], trained: dict[str, dict[str, Any]],
+                 randoms: int) -> dict[str, Any]:
+    """One seed's row of the report: its searches' winners, the same-size draw (roles ``size0`` ..) and both
+    paired differences."""
     scored = {role: trained[role] for role in ("evolution", "random")}
-    sized_scores = [trained[role] for role in trained if role.startswith("size")]
+    sized_scores = [trained[f"size{j}"] for j in range(randoms)]
     median = float(np.median([r["ao"] for r in sized_scores]))
     names = sorted(scored["evolution"]["per_sequence_ao"])
     evo = {n: scored["evolution"]["per_sequence_ao"][n] for n in names}

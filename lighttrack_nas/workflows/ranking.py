@@ -234,14 +234,8 @@ class StandaloneResults:
     def __init__(self, path: str | Path, recipe: dict[str, Any] | None = None):
         self.path = Path(path)
         if self.path.exists():
-            data = _read_json(self.path)
-            if data.get("version") != STANDALONE_VERSION:
-                raise ValueError(f"{self.path}: version {data.get('version')!r}, expected {STANDALONE_VERSION}")
-            changed = [] if recipe is None else config_differences(_read_parts(data["recipe"]), _read_parts(recipe))
-            if changed:
-                raise ValueError(f"{self.path}: holds subnets trained with another recipe ({'; '.join(changed[:6])}); "
-                                 "use another --out or the same config")
-            self.recipe, self.records = data["recipe"], data["subnets"]
+            self.recipe = recipe
+            self.refresh()
         elif recipe is None:
             raise FileNotFoundError(f"{self.path}: stand-alone results not found")
         else:
@@ -251,9 +245,19 @@ class StandaloneResults:
         return next((r for r in self.records if r["arch"] == arch), None)
 
     def refresh(self) -> None:
-        """Read the records again: other processes sharing the file may have added some."""
-        if self.path.exists():
-            self.records = _read_json(self.path)["subnets"]
+        """Read the records again (other processes sharing the file may have added some), refusing a file of
+        another version or of another recipe than this one's (a process that created it first with another)."""
+        if not self.path.exists():
+            return
+        data = _read_json(self.path)
+        if data.get("version") != STANDALONE_VERSION:
+            raise ValueError(f"{self.path}: version {data.get('version')!r}, expected {STANDALONE_VERSION}")
+        changed = [] if self.recipe is None else config_differences(_read_parts(data["recipe"]),
+                                                                    _read_parts(self.recipe))
+        if changed:
+            raise ValueError(f"{self.path}: holds subnets trained with another recipe ({'; '.join(changed[:6])}); "
+                             "use another --out or the same config")
+        self.recipe, self.records = data["recipe"], data["subnets"]
 
     def add(self, record: dict[str, Any]) -> None:
         """Add (or replace) ``record``, merged under a lock with what other processes added meanwhile."""
@@ -317,7 +321,7 @@ def check_shard(shard: tuple[int, int]) -> None:
     """ValueError unless ``shard`` ``(k, n)`` has 0 <= k < n."""
     k, n = shard
     if not 0 <= k < n:
-        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
+        raise ValueError(f"shard {k}/{n}: expected K/N with 0 <= K < N")
 
 
 def sharded(items: Seq[Any], shard: tuple[int, int]) -> list[tuple[int, Any]]:
