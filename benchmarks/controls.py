@@ -10,7 +10,7 @@ For each seed (on its own supernet: a NAS seed retrains the supernet; one checkp
 is allowed and reported as one supernet seed): an evolution and a random search under the MACs
 budget, then --randoms uniform architectures within --tolerance of the evolution winner's MACs.
 All are trained with --recipe and scored on the val split (reused from OUT/standalone.json when
-already trained with that recipe). Prints and writes (OUT/controls.json) the paired differences
+already trained with that recipe). Prints and writes (OUT/controls.json, plotted in OUT/controls.png) the paired differences
 per seed with their mean, spread and a 95 % bootstrap interval over seeds x val sequences, on the whole
 val split and on the val sequences the searches' fitness did not track (search.val_sequences).
 Resumable: re-run the same command. --shard K/N lets N processes share one --out (e.g. the two

@@ -245,6 +245,7 @@ def test_controls_end_to_end(micro_config, tmp_path):
     other, = set(gaps) - {searched}
     assert summary["held_out"]["sequences"] == 1 and summary["held_out"]["mean"] == pytest.approx(gaps[other])
     assert "held-out" in run.stdout
+    assert (tmp_path / "controls" / "controls.png").stat().st_size > 10_000
     assert "evolution - random search: mean" in run.stdout
     assert "seed 1: training evolution stand-alone (job 1 of 4)" in run.stderr  # progress without bars
     trained = json.loads((tmp_path / "controls" / "standalone.json").read_text())["subnets"]

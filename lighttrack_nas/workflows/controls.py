@@ -169,7 +169,57 @@ def run_controls(search_config: str | Path, recipe: str | Path, supernets: Seq[s
               "evolution_minus_random": summarize(rows, "evolution_minus_random", held_out),
               "evolution_minus_median": summarize(rows, "evolution_minus_median", held_out)}
     write_json(out / "controls.json", report)
+    plot_controls(report, out / "controls.png")
     return report
+
+
+def plot_controls(report: dict[str, Any], png: Path) -> None:
+    """Left: every trained architecture's stand-alone val AO against its MACs, per seed (evolution's winner,
+    random search's, the same-size draw and its median). Right: both paired differences per seed and their
+    mean with the 95 % interval, on the held-out sequences when there are some, else on the whole split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import save_figure
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for i, row in enumerate(report["seeds"]):
+        color = f"C{i}"
+        sized = row["same_size"]
+        macs = [r["macs"] / 1e6 for r in sized]
+        left.scatter(macs, [r["val_ao"] for r in sized], color=color, marker="o", alpha=0.5, s=22)
+        left.hlines(np.median([r["val_ao"] for r in sized]), min(macs), max(macs), color=color, alpha=0.6)
+        for role, marker in (("evolution", "*"), ("random", "^")):
+            winner = row["winners"][role]
+            left.scatter(winner["macs"] / 1e6, winner["val_ao"], color=color, marker=marker, s=110 if marker == "*" else 50,
+                         edgecolor="black", linewidth=0.5, label=f"seed {row['seed']}" if role == "evolution" else None)
+    for marker, label in (("*", "evolution's winner"), ("^", "random search's winner"),
+                          ("o", "same-size random (line: median)")):
+        left.scatter([], [], color="grey", marker=marker, label=label)
+    left.set(xlabel="M MACs", ylabel="val AO, trained stand-alone")
+    left.set_title("every trained architecture, per seed", fontsize=10)
+    left.legend(fontsize=7, framealpha=0.6)
+    where = "held_out" if "held_out" in report["evolution_minus_random"] else None
+    for y, (key, label) in enumerate((("evolution_minus_random", "evolution - random search"),
+                                      ("evolution_minus_median", "evolution - same-size median"))):
+        summary = report[key]
+        part = summary[where] if where else summary
+        per_seed = part["per_seed"] if where else summary["per_seed"]
+        mean = part["mean"] if where else summary["per_sequence_mean"]
+        right.scatter(per_seed, [y + 0.15] * len(per_seed), color=[f"C{i}" for i in range(len(per_seed))], s=22)
+        right.errorbar(mean, y - 0.15, xerr=[[mean - part["ci95"][0]], [part["ci95"][1] - mean]], fmt="s",
+                       color="black", capsize=4)
+        right.text(mean, y - 0.35, f"{mean:+.3f} [{part['ci95'][0]:+.3f}, {part['ci95'][1]:+.3f}]", ha="center",
+                   va="center", fontsize=8)
+    right.axvline(0, color="grey", linewidth=0.8)
+    right.set_yticks([0, 1], ["evolution -\nrandom search", "evolution -\nsame-size median"])
+    right.set(xlabel="val AO difference", ylim=(-0.6, 1.5))
+    right.set_title(f"{'held-out' if where else 'all'} val sequences: seeds (dots), mean, 95 % interval",
+                    fontsize=10)
+    right.grid(alpha=0.3, axis="x")
+    save_figure(fig, png)
 
 
 def _control_row(seed: int, supernet: Path, winners: dict[str, Any], trained: dict[str, dict[str, Any]],
