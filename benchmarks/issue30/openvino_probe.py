@@ -17,29 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import openvino as ov
-import torch
+from mobile_graphs import mobile_frame_graphs
 
-from lighttrack_nas.deploy import fuse
-from lighttrack_nas.deploy.onnx import create_session, export_branches
-from lighttrack_nas.deploy.quantize import quantize_branches, random_crops
-from lighttrack_nas.models import build_subnet, load_space
-
-ROOT = Path(__file__).resolve().parents[2]
+from lighttrack_nas.deploy.onnx import create_session
 
 
 def main(rounds: int = 7, runs: int = 30) -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = build_subnet(load_space(ROOT / "search_spaces" / "lighttrack.yaml"), "lighttrack-mobile").eval()
-    template, frame = export_branches(fuse(model))
-    _, frame8 = quantize_branches(template, frame, random_crops(model.template_size, model.search_size, 8))
-    session = create_session(template)
-    z = np.random.default_rng(0).normal(size=(1, 3, model.template_size, model.template_size)).astype(np.float32)
-    x = np.random.default_rng(1).normal(size=(1, 3, model.search_size, model.search_size)).astype(np.float32)
-    feed = {"x": x, **dict(zip([o.name for o in session.get_outputs()], session.run(None, {"z": z})))}
+    frame, frame8, feed = mobile_frame_graphs()
     core, runners = ov.Core(), {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, graph in (("f32", frame), ("int8", frame8)):

@@ -16,19 +16,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
+from mobile_graphs import mobile_frame_graphs
 from onnx import helper, numpy_helper
 
-from lighttrack_nas.deploy import fuse
-from lighttrack_nas.deploy.onnx import create_session, export_branches
-from lighttrack_nas.deploy.quantize import quantize_branches, random_crops
-from lighttrack_nas.models import build_subnet, load_space
-
-ROOT = Path(__file__).resolve().parents[2]
+from lighttrack_nas.deploy.onnx import create_session
 
 
 def init_value(graph: onnx.GraphProto, name: str) -> np.ndarray:
@@ -103,17 +97,9 @@ def swish_to_lut(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 
 def main(rounds: int = 7, runs: int = 30) -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = build_subnet(load_space(ROOT / "search_spaces" / "lighttrack.yaml"), "lighttrack-mobile").eval()
-    template, f32 = export_branches(fuse(model))
-    _, f8 = quantize_branches(template, f32, random_crops(model.template_size, model.search_size, 8))
+    f32, f8, feed = mobile_frame_graphs()
     lut, n = swish_to_lut(onnx.ModelProto.FromString(f8.SerializeToString()))
     print("Swish patterns replaced:", n)
-    t = create_session(template)
-    z = np.random.default_rng(0).normal(size=(1, 3, model.template_size, model.template_size)).astype(np.float32)
-    x = np.random.default_rng(1).normal(size=(1, 3, model.search_size, model.search_size)).astype(np.float32)
-    feed = {"x": x, **dict(zip([o.name for o in t.get_outputs()], t.run(None, {"z": z})))}
     sessions = {name: create_session(m, threads=1) for name, m in (("float32", f32), ("int8", f8), ("int8-lut", lut))}
     outs = {k: s.run(None, feed) for k, s in sessions.items()}
     print("int8 with tables vs int8, max |difference| per output:",
