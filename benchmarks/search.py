@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.io import atomic_write, save_figure, write_json
+from lighttrack_nas.io import atomic_write, new_figure, save_figure, write_json
 from lighttrack_nas.workflows.stages import stage_search
 
 
@@ -101,12 +101,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot_curves(runs: list[dict[str, Any]], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     colours: dict[str, str] = {}
     for r in runs:
         first = r["strategy"] not in colours

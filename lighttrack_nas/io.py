@@ -59,17 +59,24 @@ def save_torch(path: str | Path, obj: Any) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+def new_figure(**kwargs: Any) -> Any:
+    """A matplotlib figure drawn by Agg, outside pyplot's global state (nothing to close, safe in
+    threads and without a display); ``kwargs`` go to ``Figure`` (``figsize``, ``layout``, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
-    """A matplotlib figure as PNG, laid out tight (unless it has a layout engine of its own), written
-    atomically (and closed if pyplot made it)."""
+    """A figure from :func:`new_figure` as PNG, laid out tight (unless it has a layout engine of its
+    own), written atomically."""
     if figure.get_layout_engine() is None:
         figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    if getattr(figure.canvas, "manager", None) is not None:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
     atomic_write(path, buffer.getvalue())
     return Path(path)
 

@@ -223,11 +223,11 @@ def test_controls_end_to_end(micro_config, tmp_path):
     assert "shard 1/2 done" in half.stdout and not (tmp_path / "controls" / "controls.json").exists()
     assert "training random stand-alone (job 2 of 4)" in half.stderr and "training size1 stand-alone (job 4 of 4)" in half.stderr
     assert "training evolution" not in half.stderr and "still to finish: s1 evolution, s1 size0" in half.stderr
-    searched = {p: p.stat().st_mtime_ns for p in (tmp_path / "controls").glob("s1/*/*.json")}
+    recorded = {p: p.stat().st_mtime_ns for p in (tmp_path / "controls").glob("s1/*/*.json")}
     run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "training random" not in run.stderr  # shard 1's work reused: its trainings, searches and draw
-    assert {p: p.stat().st_mtime_ns for p in searched} == searched and len(searched) >= 3
+    assert {p: p.stat().st_mtime_ns for p in recorded} == recorded and len(recorded) >= 3
     report = json.loads((tmp_path / "controls" / "controls.json").read_text())
     assert [r["seed"] for r in report["seeds"]] == [1] and report["supernet_seeds"] == 1
     for row in report["seeds"]:

@@ -28,7 +28,7 @@ from lighttrack_nas.cost import CostTable
 from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_random_subnets, network_latency,
                                          subnet_steps, validate_table)
 from lighttrack_nas.cost.predictor import load_latency_predictor
-from lighttrack_nas.io import save_figure
+from lighttrack_nas.io import new_figure, save_figure
 from lighttrack_nas.machine import describe_machine
 from lighttrack_nas.models import build_supernet, load_space, load_tracking_model
 from lighttrack_nas.config import load_experiment
@@ -72,15 +72,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def plot_validation(result: dict, png: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pred = [p["predicted_ms"] for p in result["pairs"]]
     meas = [p["measured_ms"] for p in result["pairs"]]
     lo, hi = min(pred + meas) * 0.9, max(pred + meas) * 1.1
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", label="+-10 %")
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.scatter(meas, pred, s=14)

@@ -4,12 +4,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .metrics import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS,
                       OPEResult)
-from ..io import save_figure
+from ..io import new_figure, save_figure
 
 
 def plot_ope(results: Mapping[str, OPEResult], path: str | Path, title: str = "") -> Path:
@@ -20,8 +18,7 @@ def plot_ope(results: Mapping[str, OPEResult], path: str | Path, title: str = ""
     """
     if not results:
         raise ValueError("no trackers to plot")
-    figure = Figure(figsize=(15, 4.6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(15, 4.6))
     panels = [
         ("Success plot", "overlap threshold", "success rate", SUCCESS_THRESHOLDS, "success_curve",
          "success_auc", "AUC"),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write, save_figure
+from ..io import atomic_write, new_figure, save_figure
 
 Record = dict[str, Any]
 # objective name -> (record key, axis label, scale to axis unit)
@@ -51,15 +51,11 @@ def plot_pareto(records: list[Record], path: str | Path, best: Record | None = N
                 budgets: dict[str, float | None] | None = None) -> None:
     """Fitness vs MACs and vs latency: every candidate, the front, the budgets and the best; the
     latency panel also shows the finalists' measured latency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     budgets = budgets or {}
     limits = {"macs": budgets.get("flops"), "latency": budgets.get("latency")}
     front = fronts(records)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = new_figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, (name, (key, label, scale)) in zip(axes, OBJECTIVES.items()):
         ax.set(xlabel=label, ylabel="fitness (AO + SR0.5) / 2")
         if name not in front:

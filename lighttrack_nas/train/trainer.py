@@ -37,7 +37,7 @@ from ..config import RESUME_FREE, ConfigError, StopError, config_differences
 from ..data.pairs import PairDataset
 from ..data.targets import build_targets
 from ..cost import CostTable
-from ..io import locked, save_figure, save_torch
+from ..io import locked, new_figure, save_figure, save_torch
 from ..models.build import build_supernet, read_checkpoint
 from ..models.tracking import Predictor
 from ..models.pretrained import init_backbone
@@ -449,15 +449,11 @@ class SubnetTrainer(Trainer):
 
 def plot_loss_curve(log_path: Path, png: Path) -> None:
     """Loss parts against iteration from a training log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     if not records:
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     its = [r["iteration"] for r in records]
     for key in ("loss", "cls", "reg"):
         ax.plot(its, [r[key] for r in records], label=key)

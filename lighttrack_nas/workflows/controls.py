@@ -177,14 +177,10 @@ def plot_controls(report: dict[str, Any], png: Path) -> None:
     """Left: every trained architecture's stand-alone val AO against its MACs, per seed (evolution's winner,
     random search's, the same-size draw and its median). Right: both paired differences per seed and their
     mean with the 95 % interval, on the held-out sequences when there are some, else on the whole split."""
-    import matplotlib
+    from ..io import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import save_figure
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig = new_figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
     for i, row in enumerate(report["seeds"]):
         color = f"C{i}"
         sized = row["same_size"]
@@ -201,22 +197,21 @@ def plot_controls(report: dict[str, Any], png: Path) -> None:
     left.set(xlabel="M MACs", ylabel="val AO, trained stand-alone")
     left.set_title("every trained architecture, per seed", fontsize=10)
     left.legend(fontsize=7, framealpha=0.6)
-    where = "held_out" if "held_out" in report["evolution_minus_random"] else None
-    for y, (key, label) in enumerate((("evolution_minus_random", "evolution - random search"),
-                                      ("evolution_minus_median", "evolution - same-size median"))):
-        summary = report[key]
-        part = summary[where] if where else summary
-        per_seed = part["per_seed"] if where else summary["per_seed"]
-        mean = part["mean"] if where else summary["per_sequence_mean"]
+    held_out = "held_out" in report["evolution_minus_random"]
+    rows = (("evolution_minus_random", "evolution -\nrandom search"),
+            ("evolution_minus_median", "evolution -\nsame-size median"))
+    for y, (key, _) in enumerate(rows):
+        part = report[key]["held_out"] if held_out else report[key]
+        per_seed, mean = part["per_seed"], part["mean" if held_out else "per_sequence_mean"]
         right.scatter(per_seed, [y + 0.15] * len(per_seed), color=[f"C{i}" for i in range(len(per_seed))], s=22)
         right.errorbar(mean, y - 0.15, xerr=[[mean - part["ci95"][0]], [part["ci95"][1] - mean]], fmt="s",
                        color="black", capsize=4)
         right.text(mean, y - 0.35, f"{mean:+.3f} [{part['ci95'][0]:+.3f}, {part['ci95'][1]:+.3f}]", ha="center",
                    va="center", fontsize=8)
     right.axvline(0, color="grey", linewidth=0.8)
-    right.set_yticks([0, 1], ["evolution -\nrandom search", "evolution -\nsame-size median"])
+    right.set_yticks(range(len(rows)), [label for _, label in rows])
     right.set(xlabel="val AO difference", ylim=(-0.6, 1.5))
-    right.set_title(f"{'held-out' if where else 'all'} val sequences: seeds (dots), mean, 95 % interval",
+    right.set_title(f"{'held-out' if held_out else 'all'} val sequences: seeds (dots), mean, 95 % interval",
                     fontsize=10)
     right.grid(alpha=0.3, axis="x")
     save_figure(fig, png)

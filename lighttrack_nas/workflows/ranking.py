@@ -463,15 +463,11 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
 
 def plot_ranking(rows: list[dict[str, Any]], ranking: dict[str, Any], png: Path) -> None:
     """Inherited fitness against stand-alone AO, coloured by MACs, the two halves' fitness beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import save_figure
+    from ..io import new_figure, save_figure
 
     macs = np.array([r["macs"] for r in rows]) / 1e6
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    fig = new_figure(figsize=(10, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
     points = left.scatter([r["fitness"] for r in rows], [r["standalone_ao"] for r in rows], c=macs, cmap="viridis")
     low, high = ranking["kendall_ci"]
     left.set(xlabel="fitness, inherited weights (whole split)", ylabel="AO, trained stand-alone",

@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from ...data.sources import load_split
 from ...evaluate import open_results, paired_bootstrap, score_results
 from ...evaluate.plots import plot_ope
-from ...io import atomic_write, save_figure
+from ...io import atomic_write, new_figure, save_figure
 from ...machine import machine_info
 from ...search.pareto import pareto_front
 from .runner import TEST_FILE
@@ -215,12 +213,6 @@ def _means(rows: Sequence[Row], key: str) -> list[tuple[float, float, str]]:
 
 
 # ---------------------------------------------------------------------- plots
-def _figure(width: float = 7.0, height: float = 4.8) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _plain_ticks(ax: Any) -> None:
     """Log-scale x ticks written as plain numbers (0.5, 2, 30) instead of powers of ten."""
     formatter = FuncFormatter(lambda value, _: f"{value:g}")
@@ -232,7 +224,7 @@ def plot_ao_vs_cost(rows: Sequence[Row], path: Path, key: str, label: str, scale
     """AO against a cost (``macs`` or ``latency_ms``): every tracker of every seed, the mean per
     budget and method (one marker per method, one colour per family), and each family's Pareto front
     over those means (lower cost, higher AO)."""
-    figure = _figure(8.0, 5.2)
+    figure = new_figure(figsize=(8.0, 5.2))
     ax = figure.add_subplot(1, 1, 1)
     for family in dict.fromkeys(r["family"] for r in rows):
         own = [r for r in rows if r["family"] == family]
@@ -278,7 +270,7 @@ def plot_stability(rows: Sequence[Row], path: Path) -> Path:
     """AO retained (relative to the family's dense tracker, or to the largest NAS tracker) against the
     MACs ratio, per family and method: every tracker (faint), the mean per budget over seeds and, with
     several seeds, a band of +- one standard deviation over them."""
-    figure = _figure(8.0, 5.2)
+    figure = new_figure(figsize=(8.0, 5.2))
     ax = figure.add_subplot(1, 1, 1)
     methods: dict[str, int] = defaultdict(int)
     for (family, method), points in stability_points(rows).items():
