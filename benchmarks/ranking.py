@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does a supernet rank architectures the way training them would?
 
-Two steps, paid for separately (docs/search.md, "Does the supernet rank?"):
+Two steps, paid for separately, and a summary (docs/search.md, "Does the supernet rank?"):
 
   # 1. train N stratified subnets stand-alone (resumable; results in OUT/standalone.json)
   python benchmarks/ranking.py train --config experiments/ranking_tiny.yaml --out runs/ranking --subnets 16
@@ -10,21 +10,30 @@ Two steps, paid for separately (docs/search.md, "Does the supernet rank?"):
   python benchmarks/ranking.py rank --standalone runs/ranking/standalone.json \\
       --supernet runs/demo/supernet/checkpoint.pt --out runs/ranking/demo_supernet
 
+  # 3. the bar over several supernets' rankings of one stand-alone set (OUT/summary.json)
+  python benchmarks/ranking.py summary --rankings runs/ranking/s0/ranking.json runs/ranking/s1/ranking.json \\
+      --out runs/ranking/summary
+
 Step 1 spreads the subnets evenly over the MACs range and, within each MACs stratum, over the
 backbone choices; each is trained with the config's whole schedule and scored (AO) on the val
 split. Step 2 prints Kendall tau and Spearman of the inherited fitness against the stand-alone
 AO with bootstrap 95 % intervals, beside the tau of MACs alone, and how well disjoint halves of the
 val sequences agree on the subnets' order, and so for fitness budgets the search could pay (KxF: K
-sequences of their first F frames).
+sequences of their first F frames). Step 3 applies issue 28's bar (mean tau >= 0.6 over the
+supernets, each one's interval of tau(fitness) - tau(MACs) above 0) and names the score whose
+noise limits the tau.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
 from lighttrack_nas.cli import run_cli, shard_arg
+from lighttrack_nas.io import write_json
 from lighttrack_nas.search.backend import set_threads
-from lighttrack_nas.workflows.ranking import rank_supernet, train_standalone
+from lighttrack_nas.workflows.ranking import CEILING_TARGET, rank_supernet, summarize_rankings, train_standalone
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,11 +61,48 @@ def parse_args() -> argparse.Namespace:
     rank.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     rank.add_argument("--threads", type=int, default=1,
                       help="torch / OpenCV threads while tracking, as the search's (default: %(default)s)")
+    summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
+    summary.add_argument("--rankings", nargs="+", required=True, type=Path,
+                         help="ranking.json files written by the rank step, one per supernet")
+    summary.add_argument("--out", required=True, type=Path, help="output directory: summary.json")
+    summary.add_argument("--target", type=float, default=CEILING_TARGET,
+                         help="the mean Kendall tau the bar asks for (default: %(default)s)")
     return p.parse_args()
 
 
 def _interval(stats: dict, key: str, ci: str) -> str:
     return f"{stats[key]:+.3f} [{stats[ci][0]:+.3f}, {stats[ci][1]:+.3f}]"
+
+
+RANKING_KEYS = {"supernet", "split", "sequences", "ranking", "macs_alone", "reliability", "subnets"}
+
+
+def print_summary(paths: list[Path], out: Path, target: float) -> int:
+    reports = []
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a readable ranking.json ({err})") from None
+        missing = sorted(RANKING_KEYS - set(report)) if isinstance(report, dict) else ["all"]
+        if missing:
+            raise ValueError(f"{path}: not a ranking.json of the rank step (missing: {', '.join(missing)})")
+        reports.append(report)
+    summary = summarize_rankings(reports, target)
+    write_json(out / "summary.json", summary)
+    print(f"{summary['subnets']} subnets, {summary['sequences']} sequences; MACs alone: Kendall tau "
+          f"{summary['macs_alone_tau']:+.3f}")
+    for row in summary["supernets"]:
+        print(f"{row['supernet']}: Kendall tau {row['kendall_tau']:+.3f} [{row['kendall_ci'][0]:+.3f}, "
+              f"{row['kendall_ci'][1]:+.3f}], minus MACs' {row['tau_minus_macs']:+.3f} "
+              f"[{row['tau_minus_macs_ci'][0]:+.3f}, {row['tau_minus_macs_ci'][1]:+.3f}], noise ceiling "
+              f"{row['ceiling_tau']:.3f}")
+    print(f"mean tau {summary['mean_tau']:.3f} (target {target}); every interval above MACs': "
+          f"{'yes' if summary['every_interval_above_macs'] else 'no'} -> bar "
+          f"{'met' if summary['bar_met'] else 'not met'}")
+    print(f"self-agreement on the whole split, stepped up: fitness {summary['fitness_self_tau']:.3f}, stand-alone AO "
+          f"{summary['standalone_self_tau']:.3f}: the {summary['limited_by']} limits the tau")
+    return 0
 
 
 def main() -> int:
@@ -68,6 +114,8 @@ def main() -> int:
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0
+    if args.step == "summary":
+        return print_summary(args.rankings, args.out, args.target)
     set_threads(args.threads)  # tracking is chaotic: the fitness depends on the thread count
     report = rank_supernet(args.supernet, args.standalone, args.out, calibration_images=args.calibration_images,
                            budgets=args.budgets, resamples=args.resamples)

@@ -183,6 +183,26 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     space = experiment_space(load_experiment(config))
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
 
+    other = json.loads(json.dumps(report))  # a second supernet's ranking of the same subnets
+    other["ranking"].update(kendall_tau=report["ranking"]["kendall_tau"] - 0.2, tau_minus_reference_ci=[0.01, 0.5])
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    summed = run("summary", "--rankings", tmp_path / "rank" / "ranking.json", tmp_path / "other.json",
+                 "--out", tmp_path / "summary", "--target", -1)
+    assert summed.returncode == 0, summed.stderr
+    summary = json.loads((tmp_path / "summary" / "summary.json").read_text())
+    assert summary["mean_tau"] == pytest.approx(report["ranking"]["kendall_tau"] - 0.1)
+    above = report["ranking"]["tau_minus_reference_ci"][0] > 0
+    assert summary["every_interval_above_macs"] is above and summary["bar_met"] is above  # the target -1 is met
+    assert f"bar {'met' if above else 'not met'}" in summed.stdout and summary["limited_by"] in summed.stdout
+    other["subnets"] = other["subnets"][1:]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    mixed = run("summary", "--rankings", tmp_path / "rank" / "ranking.json", tmp_path / "other.json", "--out", tmp_path / "s2")
+    assert mixed.returncode == 2 and "rank different stand-alone sets" in mixed.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"supernet": "x"}))
+    broken = run("summary", "--rankings", tmp_path / "other.json", "--out", tmp_path / "s2")
+    assert broken.returncode == 2 and "other.json: not a ranking.json of the rank step (missing: macs_alone" in broken.stderr
+    assert not (tmp_path / "s2").exists()
+
 
 def test_same_size_architectures_and_crossed_bootstrap(tiny_space):
     table = CostTable(build_supernet(tiny_space))

@@ -461,6 +461,33 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     return report
 
 
+def summarize_rankings(reports: Seq[dict[str, Any]], target: float = CEILING_TARGET) -> dict[str, Any]:
+    """Issue 28's bar over several supernets' rankings (``ranking.json`` of :func:`rank_supernet`) of one
+    stand-alone set: met when the mean Kendall tau of inherited fitness vs stand-alone AO is at least
+    ``target`` and every supernet's paired 95 % interval of tau(fitness) - tau(MACs) lies above 0.
+    ``limited_by`` names the score that orders the subnets less reproducibly on the whole split (its
+    stepped-up self-agreement, averaged over the supernets; the stand-alone side is the same file)."""
+    if not reports:
+        raise ValueError("no rankings to summarize")
+    sets = {(r["split"], r["sequences"], frozenset(row["arch"] for row in r["subnets"])) for r in reports}
+    if len(sets) > 1:
+        raise ValueError("the rankings rank different stand-alone sets (subnets, split or sequence count differ); "
+                         "summarize the rankings of one standalone.json")
+    rows = [{"supernet": r["supernet"], "kendall_tau": r["ranking"]["kendall_tau"],
+             "kendall_ci": r["ranking"]["kendall_ci"], "tau_minus_macs": r["ranking"]["tau_minus_reference"],
+             "tau_minus_macs_ci": r["ranking"]["tau_minus_reference_ci"], "ceiling_tau": r["reliability"]["ceiling_tau"],
+             "fitness_self_tau": r["reliability"]["fitness"]["whole_tau"]} for r in reports]
+    mean_tau = float(np.mean([row["kendall_tau"] for row in rows]))
+    above_macs = all(row["tau_minus_macs_ci"][0] > 0 for row in rows)
+    fitness_self = float(np.mean([row["fitness_self_tau"] for row in rows]))
+    standalone_self = reports[0]["reliability"]["standalone"]["whole_tau"]
+    return {"supernets": rows, "subnets": len(reports[0]["subnets"]), "sequences": reports[0]["sequences"],
+            "target": target, "mean_tau": mean_tau, "every_interval_above_macs": above_macs,
+            "bar_met": mean_tau >= target and above_macs, "macs_alone_tau": reports[0]["macs_alone"]["kendall_tau"],
+            "fitness_self_tau": fitness_self, "standalone_self_tau": standalone_self,
+            "limited_by": "fitness" if fitness_self < standalone_self else "stand-alone AO"}
+
+
 def plot_ranking(rows: list[dict[str, Any]], ranking: dict[str, Any], png: Path) -> None:
     """Inherited fitness against stand-alone AO, coloured by MACs, the two halves' fitness beside it."""
     from ..io import new_figure, save_figure
