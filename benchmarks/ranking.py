@@ -26,14 +26,14 @@ noise limits the tau.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from lighttrack_nas.cli import run_cli, shard_arg
 from lighttrack_nas.io import write_json
 from lighttrack_nas.search.backend import set_threads
-from lighttrack_nas.workflows.ranking import CEILING_TARGET, rank_supernet, summarize_rankings, train_standalone
+from lighttrack_nas.workflows.ranking import (CEILING_TARGET, rank_supernet, read_ranking, summarize_rankings,
+                                              train_standalone)
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,24 +74,11 @@ def _interval(stats: dict, key: str, ci: str) -> str:
     return f"{stats[key]:+.3f} [{stats[ci][0]:+.3f}, {stats[ci][1]:+.3f}]"
 
 
-RANKING_KEYS = {"supernet", "split", "sequences", "ranking", "macs_alone", "reliability", "subnets"}
-
-
-def print_summary(paths: list[Path], out: Path, target: float) -> int:
-    reports = []
-    for path in paths:
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a readable ranking.json ({err})") from None
-        missing = sorted(RANKING_KEYS - set(report)) if isinstance(report, dict) else ["all"]
-        if missing:
-            raise ValueError(f"{path}: not a ranking.json of the rank step (missing: {', '.join(missing)})")
-        reports.append(report)
-    summary = summarize_rankings(reports, target)
+def summary_step(paths: list[Path], out: Path, target: float) -> int:
+    summary = summarize_rankings([read_ranking(path) for path in paths], target)
     write_json(out / "summary.json", summary)
-    print(f"{summary['subnets']} subnets, {summary['sequences']} sequences; MACs alone: Kendall tau "
-          f"{summary['macs_alone_tau']:+.3f}")
+    print(f"{len(paths)} supernets, {summary['subnets']} subnets, {summary['sequences']} sequences; MACs alone: "
+          f"Kendall tau {summary['macs_alone_tau']:+.3f}")
     for row in summary["supernets"]:
         print(f"{row['supernet']}: Kendall tau {row['kendall_tau']:+.3f} [{row['kendall_ci'][0]:+.3f}, "
               f"{row['kendall_ci'][1]:+.3f}], minus MACs' {row['tau_minus_macs']:+.3f} "
@@ -100,8 +87,10 @@ def print_summary(paths: list[Path], out: Path, target: float) -> int:
     print(f"mean tau {summary['mean_tau']:.3f} (target {target}); every interval above MACs': "
           f"{'yes' if summary['every_interval_above_macs'] else 'no'} -> bar "
           f"{'met' if summary['bar_met'] else 'not met'}")
+    noisier = summary["noisier"] or "undetermined (a self-agreement is undefined)"
     print(f"self-agreement on the whole split, stepped up: fitness {summary['fitness_self_tau']:.3f}, stand-alone AO "
-          f"{summary['standalone_self_tau']:.3f}: the {summary['limited_by']} limits the tau")
+          f"{summary['standalone_self_tau']:.3f}; the noisier score: {noisier}"
+          + (" (it limits the tau)" if summary["noisier"] and not summary["bar_met"] else ""))
     return 0
 
 
@@ -115,7 +104,7 @@ def main() -> int:
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0
     if args.step == "summary":
-        return print_summary(args.rankings, args.out, args.target)
+        return summary_step(args.rankings, args.out, args.target)
     set_threads(args.threads)  # tracking is chaotic: the fitness depends on the thread count
     report = rank_supernet(args.supernet, args.standalone, args.out, calibration_images=args.calibration_images,
                            budgets=args.budgets, resamples=args.resamples)

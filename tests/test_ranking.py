@@ -19,7 +19,8 @@ from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
                                               cross_half_agreement, noise_ceiling, sequences_for_ceiling,
-                                              split_half_reliability, stratified_architectures, used_genes)
+                                              split_half_reliability, stratified_architectures, summarize_rankings,
+                                              used_genes)
 
 from conftest import ROOT
 
@@ -184,24 +185,46 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
 
     other = json.loads(json.dumps(report))  # a second supernet's ranking of the same subnets
-    other["ranking"].update(kendall_tau=report["ranking"]["kendall_tau"] - 0.2, tau_minus_reference_ci=[0.01, 0.5])
+    other["supernet"] = "another/checkpoint.pt"
+    other["ranking"].update(kendall_tau=report["ranking"]["kendall_tau"] - 0.2)
     (tmp_path / "other.json").write_text(json.dumps(other))
     summed = run("summary", "--rankings", tmp_path / "rank" / "ranking.json", tmp_path / "other.json",
-                 "--out", tmp_path / "summary", "--target", -1)
+                 "--out", tmp_path / "summary")
     assert summed.returncode == 0, summed.stderr
     summary = json.loads((tmp_path / "summary" / "summary.json").read_text())
     assert summary["mean_tau"] == pytest.approx(report["ranking"]["kendall_tau"] - 0.1)
-    above = report["ranking"]["tau_minus_reference_ci"][0] > 0
-    assert summary["every_interval_above_macs"] is above and summary["bar_met"] is above  # the target -1 is met
-    assert f"bar {'met' if above else 'not met'}" in summed.stdout and summary["limited_by"] in summed.stdout
-    other["subnets"] = other["subnets"][1:]
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    mixed = run("summary", "--rankings", tmp_path / "rank" / "ranking.json", tmp_path / "other.json", "--out", tmp_path / "s2")
-    assert mixed.returncode == 2 and "rank different stand-alone sets" in mixed.stderr
-    (tmp_path / "other.json").write_text(json.dumps({"supernet": "x"}))
+    assert "2 supernets, 3 subnets, 4 sequences" in summed.stdout and "another/checkpoint.pt: Kendall tau" in summed.stdout
+    assert f"bar {'met' if summary['bar_met'] else 'not met'}" in summed.stdout
+    twice = run("summary", "--rankings", tmp_path / "rank" / "ranking.json", tmp_path / "rank" / "ranking.json",
+                "--out", tmp_path / "s2")
+    assert twice.returncode == 2 and "is ranked twice" in twice.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"supernet": "x", "ranking": {}}))
     broken = run("summary", "--rankings", tmp_path / "other.json", "--out", tmp_path / "s2")
-    assert broken.returncode == 2 and "other.json: not a ranking.json of the rank step (missing: macs_alone" in broken.stderr
-    assert not (tmp_path / "s2").exists()
+    assert broken.returncode == 2 and "other.json: not a ranking.json of the rank step (missing: split" in broken.stderr
+    assert "ranking.kendall_tau" in broken.stderr and not (tmp_path / "s2").exists()
+
+
+def _ranking(supernet: str, tau: float, low: float, fitness_self: float, standalone_ao=(0.5, 0.6)) -> dict:
+    """The parts of a ranking.json that summarize_rankings reads."""
+    return {"supernet": supernet, "split": "val", "sequences": 8, "macs_alone": {"kendall_tau": -0.2},
+            "ranking": {"kendall_tau": tau, "kendall_ci": [tau - 0.2, tau + 0.2], "tau_minus_reference": tau + 0.2,
+                        "tau_minus_reference_ci": [low, 1.0]},
+            "reliability": {"ceiling_tau": 0.7, "fitness": {"whole_tau": fitness_self}, "standalone": {"whole_tau": 0.5}},
+            "subnets": [{"arch": f"a{i}", "standalone_ao": ao} for i, ao in enumerate(standalone_ao)]}
+
+
+def test_summarize_rankings_applies_the_bar():
+    met = summarize_rankings([_ranking("s0", 0.7, 0.1, 0.8), _ranking("s1", 0.5, 0.05, 0.6)])
+    assert met["mean_tau"] == pytest.approx(0.6) and met["bar_met"] and met["noisier"] == "stand-alone AO"
+    low = summarize_rankings([_ranking("s0", 0.6, 0.1, 0.3), _ranking("s1", 0.5, 0.1, 0.3)])
+    assert low["every_interval_above_macs"] and not low["bar_met"] and low["noisier"] == "fitness"
+    touching = summarize_rankings([_ranking("s0", 0.9, 0.0, 0.8), _ranking("s1", 0.9, 0.3, 0.8)])
+    assert not touching["every_interval_above_macs"] and not touching["bar_met"]  # a lower end at 0 is not above
+    assert summarize_rankings([_ranking("s0", 0.7, 0.1, float("nan"))])["noisier"] is None
+    with pytest.raises(ValueError, match="different stand-alone sets"):  # same subnets, other scores
+        summarize_rankings([_ranking("s0", 0.7, 0.1, 0.8), _ranking("s1", 0.7, 0.1, 0.8, standalone_ao=(0.5, 0.61))])
+    with pytest.raises(ValueError, match="s0"):
+        summarize_rankings([_ranking("s0", 0.7, 0.1, 0.8), _ranking("s0", 0.6, 0.1, 0.8)])
 
 
 def test_same_size_architectures_and_crossed_bootstrap(tiny_space):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-
 from .metrics import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS,
                       OPEResult)
 from ..io import new_figure, save_figure

@@ -198,9 +198,9 @@ def plot_controls(report: dict[str, Any], png: Path) -> None:
     left.set_title("every trained architecture, per seed", fontsize=10)
     left.legend(fontsize=7, framealpha=0.6)
     held_out = "held_out" in report["evolution_minus_random"]
-    rows = (("evolution_minus_random", "evolution -\nrandom search"),
+    differences = (("evolution_minus_random", "evolution -\nrandom search"),
             ("evolution_minus_median", "evolution -\nsame-size median"))
-    for y, (key, _) in enumerate(rows):
+    for y, (key, _) in enumerate(differences):
         part = report[key]["held_out"] if held_out else report[key]
         per_seed, mean = part["per_seed"], part["mean" if held_out else "per_sequence_mean"]
         right.scatter(per_seed, [y + 0.15] * len(per_seed), color=[f"C{i}" for i in range(len(per_seed))], s=22)
@@ -209,7 +209,7 @@ def plot_controls(report: dict[str, Any], png: Path) -> None:
         right.text(mean, y - 0.35, f"{mean:+.3f} [{part['ci95'][0]:+.3f}, {part['ci95'][1]:+.3f}]", ha="center",
                    va="center", fontsize=8)
     right.axvline(0, color="grey", linewidth=0.8)
-    right.set_yticks(range(len(rows)), [label for _, label in rows])
+    right.set_yticks(range(len(differences)), [label for _, label in differences])
     right.set(xlabel="val AO difference", ylim=(-0.6, 1.5))
     right.set_title(f"{'held-out' if held_out else 'all'} val sequences: seeds (dots), mean, 95 % interval",
                     fontsize=10)

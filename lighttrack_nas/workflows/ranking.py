@@ -461,18 +461,44 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     return report
 
 
+RANKING_KEYS = {"supernet": None, "split": None, "sequences": None, "macs_alone": ("kendall_tau",),
+                "ranking": ("kendall_tau", "kendall_ci", "tau_minus_reference", "tau_minus_reference_ci"),
+                "reliability": ("ceiling_tau", "fitness", "standalone"), "subnets": None}
+
+
+def read_ranking(path: str | Path) -> dict[str, Any]:
+    """A ``ranking.json`` of :func:`rank_supernet`, checked for what :func:`summarize_rankings` reads."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable ranking.json ({err})") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: not a ranking.json of the rank step (not a JSON object)")
+    missing = [key if not inner else f"{key}.{field}" for key, inner in RANKING_KEYS.items()
+               for field in (inner or (None,)) if key not in report or (inner and field not in report[key])]
+    if missing:
+        raise ValueError(f"{path}: not a ranking.json of the rank step (missing: {', '.join(missing)})")
+    return report
+
+
 def summarize_rankings(reports: Seq[dict[str, Any]], target: float = CEILING_TARGET) -> dict[str, Any]:
-    """Issue 28's bar over several supernets' rankings (``ranking.json`` of :func:`rank_supernet`) of one
-    stand-alone set: met when the mean Kendall tau of inherited fitness vs stand-alone AO is at least
-    ``target`` and every supernet's paired 95 % interval of tau(fitness) - tau(MACs) lies above 0.
-    ``limited_by`` names the score that orders the subnets less reproducibly on the whole split (its
-    stepped-up self-agreement, averaged over the supernets; the stand-alone side is the same file)."""
+    """Issue 28's bar over several supernets' rankings (:func:`read_ranking`) of one stand-alone set:
+    met when the mean Kendall tau of inherited fitness vs stand-alone AO is at least ``target`` and
+    every supernet's paired 95 % interval of tau(fitness) - tau(MACs) lies above 0. ``noisier`` names
+    the score that orders the subnets less reproducibly on the whole split (stepped-up self-agreement;
+    the fitness's averaged over the supernets), the one that limits the tau when the bar is missed;
+    None when either agreement is undefined."""
     if not reports:
         raise ValueError("no rankings to summarize")
-    sets = {(r["split"], r["sequences"], frozenset(row["arch"] for row in r["subnets"])) for r in reports}
-    if len(sets) > 1:
-        raise ValueError("the rankings rank different stand-alone sets (subnets, split or sequence count differ); "
-                         "summarize the rankings of one standalone.json")
+    supernets = [r["supernet"] for r in reports]
+    if len(set(supernets)) < len(supernets):
+        raise ValueError(f"a supernet is ranked twice ({', '.join(sorted({s for s in supernets if supernets.count(s) > 1}))}): "
+                         "summarize each supernet's ranking once")
+    truth = {(r["split"], r["sequences"], tuple(sorted((row["arch"], row["standalone_ao"]) for row in r["subnets"])))
+             for r in reports}
+    if len(truth) > 1:
+        raise ValueError("the rankings rank different stand-alone sets (subnets, their scores, split or sequence "
+                         "count differ); summarize the rankings of one standalone.json")
     rows = [{"supernet": r["supernet"], "kendall_tau": r["ranking"]["kendall_tau"],
              "kendall_ci": r["ranking"]["kendall_ci"], "tau_minus_macs": r["ranking"]["tau_minus_reference"],
              "tau_minus_macs_ci": r["ranking"]["tau_minus_reference_ci"], "ceiling_tau": r["reliability"]["ceiling_tau"],
@@ -480,12 +506,13 @@ def summarize_rankings(reports: Seq[dict[str, Any]], target: float = CEILING_TAR
     mean_tau = float(np.mean([row["kendall_tau"] for row in rows]))
     above_macs = all(row["tau_minus_macs_ci"][0] > 0 for row in rows)
     fitness_self = float(np.mean([row["fitness_self_tau"] for row in rows]))
-    standalone_self = reports[0]["reliability"]["standalone"]["whole_tau"]
+    standalone_self = float(reports[0]["reliability"]["standalone"]["whole_tau"])
+    noisier = (None if not np.isfinite([fitness_self, standalone_self]).all()
+               else "fitness" if fitness_self < standalone_self else "stand-alone AO")
     return {"supernets": rows, "subnets": len(reports[0]["subnets"]), "sequences": reports[0]["sequences"],
             "target": target, "mean_tau": mean_tau, "every_interval_above_macs": above_macs,
             "bar_met": mean_tau >= target and above_macs, "macs_alone_tau": reports[0]["macs_alone"]["kendall_tau"],
-            "fitness_self_tau": fitness_self, "standalone_self_tau": standalone_self,
-            "limited_by": "fitness" if fitness_self < standalone_self else "stand-alone AO"}
+            "fitness_self_tau": fitness_self, "standalone_self_tau": standalone_self, "noisier": noisier}
 
 
 def plot_ranking(rows: list[dict[str, Any]], ranking: dict[str, Any], png: Path) -> None:
