@@ -60,8 +60,8 @@ def save_torch(path: str | Path, obj: Any) -> None:
 
 
 def new_figure(**kwargs: Any) -> Any:
-    """A matplotlib figure drawn by Agg, outside pyplot's global state (nothing to close, safe in
-    threads and without a display); ``kwargs`` go to ``Figure`` (``figsize``, ``layout``, ...)."""
+    """A matplotlib figure drawn by Agg, outside pyplot's global state (nothing to close, one
+    figure per thread, no display needed); ``kwargs`` go to ``Figure`` (``figsize``, ``layout``, ...)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

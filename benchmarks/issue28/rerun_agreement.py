@@ -9,7 +9,7 @@ SECOND was scored on more val sequences, whose first ones are FIRST's. Prints th
 subnets' order (mean per-sequence AO) between the two runs on the shared sequences, within SECOND on
 disjoint sequences, and across both; the per-subnet run-to-run difference beside the subnets' spread;
 and the tau a predictor of each subnet's expected AO could reach against one run of SECOND, by the
-attenuation bound of ``workflows.ranking.noise_ceiling`` (Kendall tau to Pearson r by sin(pi tau / 2)).
+attenuation bound of ``workflows.ranking.noise_ceiling`` (``attenuation_bound``, ``pearson_from_tau``).
 """
 from __future__ import annotations
 
@@ -21,16 +21,11 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.workflows.ranking import split_half_reliability
+from lighttrack_nas.workflows.ranking import attenuation_bound, pearson_from_tau, split_half_reliability
 
 
 def _subnets(path: Path) -> dict[str, dict]:
     return {r["arch"]: r for r in json.loads(path.read_text())["subnets"]}
-
-
-def _reach(reliability: float) -> float:
-    """The Kendall tau of a noiseless predictor against a score of this reliability (as Pearson r)."""
-    return float(2 / np.pi * np.arcsin(np.sqrt(max(reliability, 0.0))))
 
 
 def main() -> int:
@@ -64,10 +59,10 @@ def main() -> int:
     print(f"run-to-run AO difference per subnet: std {np.std(two - one, ddof=1):.4f}; the subnets' spread in "
           f"the second run, all {len(names)} sequences: std {np.std(mean(second, names), ddof=1):.4f}")
     sequences = split_half_reliability([[second[a]["per_sequence_ao"][s] for s in names] for a in archs])
-    r_runs, r_sequences = (np.sin(np.pi * t / 2) for t in (runs_tau, sequences["whole_tau"]))
+    r_runs, r_sequences = pearson_from_tau(runs_tau), pearson_from_tau(sequences["whole_tau"])
     print(f"one run's self-agreement on {len(names)} sequences (stepped up): {sequences['whole_tau']:.3f}")
-    print(f"tau a perfect predictor could reach against one run: {_reach(r_runs):.2f} with the run-to-run noise alone, "
-          f"{_reach(r_runs * r_sequences):.2f} with the {len(names)} sequences' noise too (a rough estimate)")
+    print(f"tau a perfect predictor could reach against one run: {attenuation_bound(r_runs):.2f} with the run-to-run noise alone, "
+          f"{attenuation_bound(r_runs, r_sequences):.2f} with the {len(names)} sequences' noise too (a rough estimate)")
     return 0
 
 

@@ -162,7 +162,18 @@ def noise_ceiling(first: dict[str, Any], second: dict[str, Any], sequences: floa
     bootstrap over the sequences is biased for split halves: copies of a sequence agree with
     themselves)."""
     n = first["sequences"] if sequences is None else sequences
-    return _tau(np.sqrt(_reliability(first, n) * _reliability(second, n)))
+    return attenuation_bound(_reliability(first, n), _reliability(second, n))
+
+
+def attenuation_bound(*reliabilities: float) -> float:
+    """The Kendall tau a score can reach against another when their Pearson reliabilities are these:
+    sqrt of their product (negative products count as 0), as a tau."""
+    return _tau(np.sqrt(np.maximum(np.prod(reliabilities), 0.0)))
+
+
+def pearson_from_tau(tau: float) -> float:
+    """Kendall tau as the Pearson r it implies for bivariate normal scores (Greiner: sin(pi tau / 2))."""
+    return float(np.sin(np.pi * tau / 2))
 
 
 def sequences_for_ceiling(first: dict[str, Any], second: dict[str, Any], target: float = 0.6,
@@ -210,7 +221,7 @@ def _reliability(agreement: dict[str, Any], sequences: float) -> float:
     (Spearman-Brown from the half's length; 0 for no or negative agreement)."""
     if sequences <= 0:
         raise ValueError(f"need a positive number of sequences, got {sequences}")
-    r = float(np.sin(np.pi * agreement["halves_tau"] / 2))
+    r = pearson_from_tau(agreement["halves_tau"])
     if not np.isfinite(r):
         return r
     factor = sequences / agreement["half"]
