@@ -44,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     train.add_argument("--out", required=True, help="output directory: subnetNN/ runs and standalone.json")
     train.add_argument("--subnets", type=int, default=16, help="number of subnets (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the subnet selection (default: %(default)s)")
+    train.add_argument("--train-seed", type=int, default=None,
+                       help="seed of the trainings (initialisation and training pairs; default: the config's seed): "
+                            "the same subnets trained with another seed measure the run-to-run noise")
     train.add_argument("--split", default="val", help="split the stand-alone subnets are scored on (default: %(default)s)")
     train.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                        help="train only the subnets whose index is K modulo N, so N processes can share --out "
@@ -99,7 +102,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.step == "train":
         results = train_standalone(args.config, args.out, args.subnets, seed=args.seed, split=args.split,
-                                   shard=args.shard)
+                                   shard=args.shard, train_seed=args.train_seed)
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0

@@ -302,19 +302,23 @@ def standalone_recipe(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: int = 0, split: str = "val",
-                     shard: tuple[int, int] = (0, 1), progress: bool = True) -> StandaloneResults:
+                     shard: tuple[int, int] = (0, 1), train_seed: int | None = None,
+                     progress: bool = True) -> StandaloneResults:
     """Train ``count`` stratified architectures of ``config``'s space stand-alone (the config's whole
     schedule, from its initialisation) into ``out/subnetNN/`` and score each on ``split``; the scores
-    go to ``out/standalone.json`` as each subnet finishes. ``shard`` ``(k, n)`` trains only the
-    subnets whose index is k modulo n, so n processes can share ``out``. Re-running continues:
-    finished subnets are kept, an interrupted one resumes from its checkpoint."""
+    go to ``out/standalone.json`` as each subnet finishes. ``seed`` selects the architectures;
+    ``train_seed`` (default: the config's ``seed``) initialises and feeds their training, so the same
+    subnets trained with other seeds measure the run-to-run noise (:func:`average_standalone`).
+    ``shard`` ``(k, n)`` trains only the subnets whose index is k modulo n, so n processes can share
+    ``out``. Re-running continues: finished subnets are kept, an interrupted one resumes from its
+    checkpoint."""
     from ..config import load_experiment
     from ..cost import CostTable
     from ..models import build_supernet
     from ..space import experiment_space
 
     check_shard(shard)
-    cfg = load_experiment(config)
+    cfg = load_experiment(config, None if train_seed is None else {"seed": train_seed})
     out = Path(out)
     results = StandaloneResults(out / "standalone.json", standalone_recipe(cfg) | {"split": split, "count": count,
                                                                                   "selection_seed": seed})
@@ -324,7 +328,7 @@ def train_standalone(config: str | Path, out: str | Path, count: int, *, seed: i
     for i, arch in sharded(archs, shard):
         if results.get(str(arch)) is None:
             log.info("stand-alone subnet %d/%d (%.1f M MACs)", i + 1, count, table.macs(arch) / 1e6)
-        train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, index=i)
+        train_and_score(results, config, str(arch), f"subnet{i:02d}", split, progress, train_seed, index=i)
     return results
 
 
@@ -343,16 +347,16 @@ def sharded(items: Seq[Any], shard: tuple[int, int]) -> list[tuple[int, Any]]:
 
 
 def train_and_score(results: StandaloneResults, config: str | Path, arch: str, run: str, split: str = "val",
-                    progress: bool = True, **extra: Any) -> dict[str, Any]:
+                    progress: bool = True, seed: int | None = None, **extra: Any) -> dict[str, Any]:
     """``arch``'s stand-alone record: from ``results`` when there, else trained with ``config``'s whole
-    schedule into ``results``' folder / ``run`` (resuming an interrupted run), scored on ``split`` and
-    added (with ``extra`` fields)."""
+    schedule (and ``seed``, default the config's) into ``results``' folder / ``run`` (resuming an
+    interrupted run), scored on ``split`` and added (with ``extra`` fields)."""
     from .retrain import retrain
 
     found = results.get(arch)
     if found is not None:
         return found
-    report = retrain(config, arch, results.path.parent / run, resume=True, split=split, progress=progress)
+    report = retrain(config, arch, results.path.parent / run, resume=True, seed=seed, split=split, progress=progress)
     record = {**extra, "arch": arch, **{k: report[k] for k in ("ao", "sr50", "sr75", "macs", "params", "iterations",
                                                                 "batch_size")},
               "checkpoint": f"{run}/checkpoint.pt",
