@@ -6,9 +6,17 @@ Two steps, paid for separately, and a summary (docs/search.md, "Does the superne
   # 1. train N stratified subnets stand-alone (resumable; results in OUT/standalone.json)
   python benchmarks/ranking.py train --config experiments/ranking_tiny.yaml --out runs/ranking --subnets 16
 
+  # 1b. (optional) the same subnets trained with other seeds, averaged: a ground truth with less run noise
+  python benchmarks/ranking.py train --config experiments/ranking_tiny.yaml --out runs/ranking_seed1 --train-seed 1
+  python benchmarks/ranking.py average --standalone runs/ranking/standalone.json runs/ranking_seed1/standalone.json \\
+      --out runs/ranking_mean
+
   # 2. rank them with a supernet's inherited weights (OUT/ranking.json, OUT/ranking.png)
   python benchmarks/ranking.py rank --standalone runs/ranking/standalone.json \\
       --supernet runs/demo/supernet/checkpoint.pt --out runs/ranking/demo_supernet
+  python benchmarks/ranking.py rank --standalone runs/ranking_mean/standalone.json \\
+      --supernet runs/demo/supernet/checkpoint.pt --out runs/ranking_mean/demo_supernet \\
+      --tracks runs/ranking/demo_supernet/inherited   # against the mean, the boxes tracked above
 
   # 3. the bar over several supernets' rankings of one stand-alone set (OUT/summary.json)
   python benchmarks/ranking.py summary --rankings runs/ranking/s0/ranking.json runs/ranking/s1/ranking.json \\
@@ -21,7 +29,8 @@ AO with bootstrap 95 % intervals, beside the tau of MACs alone, and how well dis
 val sequences agree on the subnets' order, and so for fitness budgets the search could pay (KxF: K
 sequences of their first F frames). Step 3 applies issue 28's bar (mean tau >= 0.6 over the
 supernets, each one's interval of tau(fitness) - tau(MACs) above 0) and names the score whose
-noise limits the tau.
+noise limits the tau. Step 1b averages runs of the same subnets trained with other seeds (the
+stand-alone AO of one training is itself noisy) and prints how the runs agree.
 """
 from __future__ import annotations
 
@@ -32,8 +41,8 @@ from pathlib import Path
 from lighttrack_nas.cli import run_cli, shard_arg
 from lighttrack_nas.io import write_json
 from lighttrack_nas.search.backend import set_threads
-from lighttrack_nas.workflows.ranking import (CEILING_TARGET, rank_supernet, read_ranking, summarize_rankings,
-                                              train_standalone)
+from lighttrack_nas.workflows.ranking import (CEILING_TARGET, average_standalone, rank_supernet, read_ranking,
+                                              summarize_rankings, train_standalone)
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,9 +70,18 @@ def parse_args() -> argparse.Namespace:
                       help="fitness budgets KxF (K sequences of their first F frames: the search's val_sequences x "
                            "val_frames) whose agreement between disjoint sequence sets (first K vs next K) and "
                            "ranking are reported (default: %(default)s; the tiny search pays 4x60)")
+    rank.add_argument("--tracks", type=Path, default=None,
+                      help="folder keeping each subnet's tracked boxes (default: OUT/inherited); give the folder of "
+                           "an earlier ranking of the same supernet to rank it against another stand-alone set of the "
+                           "same subnets and sequences (e.g. an averaged one) without tracking again")
     rank.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     rank.add_argument("--threads", type=int, default=1,
                       help="torch / OpenCV threads while tracking, as the search's (default: %(default)s)")
+    average = steps.add_parser("average", help="average stand-alone runs of the same subnets trained with other seeds")
+    average.add_argument("--standalone", nargs="+", required=True, type=Path,
+                         help="standalone.json files of the train step, one per --train-seed, the recipe otherwise equal")
+    average.add_argument("--out", required=True, type=Path,
+                         help="output directory: standalone.json (per-sequence means) and agreement.json")
     summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
     summary.add_argument("--rankings", nargs="+", required=True, type=Path,
                          help="ranking.json files written by the rank step, one per supernet")
@@ -97,6 +115,22 @@ def summary_step(paths: list[Path], out: Path, target: float) -> int:
     return 0
 
 
+def average_step(paths: list[Path], out: Path) -> int:
+    agreement = average_standalone(paths, out)
+    write_json(out / "agreement.json", agreement)
+    bound = agreement["predictor_bound"]
+    print(f"{agreement['runs']} runs (training seeds {agreement['seeds']}) of {agreement['subnets']} subnets on "
+          f"{agreement['sequences']} sequences -> {out / 'standalone.json'}")
+    print(f"run-to-run Kendall tau, the same sequences: {', '.join(f'{t:.3f}' for t in agreement['runs_tau'])}")
+    print(f"AO spread of a subnet over the runs: std {agreement['run_spread']:.4f}; of the subnets (the mean): "
+          f"std {agreement['subnet_spread']:.4f}")
+    print(f"self-agreement over sequences, stepped up: one run {', '.join(f'{t:.3f}' for t in agreement['sequences_self_tau']['one_run'])}; "
+          f"the mean {agreement['sequences_self_tau']['mean']:.3f}")
+    print(f"tau a perfect predictor could reach (attenuation bound, rough): against one run {bound['one_run']:.2f}, "
+          f"against the mean {bound['mean']:.2f}")
+    return 0
+
+
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -108,9 +142,11 @@ def main() -> int:
         return 0
     if args.step == "summary":
         return summary_step(args.rankings, args.out, args.target)
+    if args.step == "average":
+        return average_step(args.standalone, args.out)
     set_threads(args.threads)  # tracking is chaotic: the fitness depends on the thread count
     report = rank_supernet(args.supernet, args.standalone, args.out, calibration_images=args.calibration_images,
-                           budgets=args.budgets, resamples=args.resamples)
+                           budgets=args.budgets, resamples=args.resamples, tracks=args.tracks)
     rank, macs = report["ranking"], report["macs_alone"]
     print(f"{rank['n']} subnets, {report['sequences']} {report['split']} sequences")
     print(f"inherited fitness vs stand-alone AO: Kendall tau {_interval(rank, 'kendall_tau', 'kendall_ci')}, "

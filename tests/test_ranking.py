@@ -17,7 +17,8 @@ from lighttrack_nas.config import load_experiment
 from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
-from lighttrack_nas.workflows.ranking import (StandaloneResults, backbone_genes, bootstrap_rank_correlation,
+from lighttrack_nas.workflows.ranking import (StandaloneResults, average_standalone, backbone_genes,
+                                              bootstrap_rank_correlation,
                                               cross_half_agreement, noise_ceiling, sequences_for_ceiling,
                                               split_half_reliability, stratified_architectures, summarize_rankings,
                                               used_genes)
@@ -141,6 +142,48 @@ def test_standalone_results_are_bound_to_their_recipe(tmp_path):
     assert [r["arch"] for r in StandaloneResults(fresh).records] == ["a"]
 
 
+def _run(path, seed: int, offsets, sequences=("s0", "s1", "s2", "s3"), epochs: int = 6) -> str:
+    """A standalone.json of five subnets trained with ``seed``: subnet i scores 0.1 i + offsets[i] + a
+    per-sequence pattern."""
+    results = StandaloneResults(path, {"seed": seed, "train": {"epochs": epochs}, "data": {}, "split": "val"})
+    for i, offset in enumerate(offsets):
+        per = {name: 0.1 * i + offset + 0.01 * k for k, name in enumerate(sequences)}
+        results.add({"index": i, "arch": f"a{i}", "ao": float(np.mean(list(per.values()))), "sr50": 0.5, "sr75": 0.2,
+                     "macs": 1e6 * (i + 1), "params": 10, "iterations": 600, "batch_size": 32, "per_sequence_ao": per})
+    return path
+
+
+def test_average_standalone_means_the_runs_and_refuses_other_recipes(tmp_path):
+    one = _run(tmp_path / "one.json", 0, [0, 0, 0, 0, 0])
+    two = _run(tmp_path / "two.json", 1, [0.02, 0, 0.04, 0, 0.2])  # the same order: nothing overtakes
+    agreement = average_standalone([one, two], tmp_path / "mean")
+    mean = StandaloneResults(tmp_path / "mean" / "standalone.json")
+    assert mean.recipe["seed"] == [0, 1] and mean.recipe["train"] == {"epochs": 6}
+    assert mean.get("a2")["ao"] == pytest.approx(0.2 + 0.02 + 0.015) and mean.get("a2")["macs"] == 3e6
+    assert mean.get("a4")["per_sequence_ao"]["s3"] == pytest.approx(0.4 + 0.1 + 0.03)
+    assert [r["seed"] for r in mean.get("a0")["runs"]] == [0, 1] and mean.get("a0")["runs"][1]["ao"] == pytest.approx(0.035)
+    assert agreement["runs_tau"] == [pytest.approx(1.0)] and agreement["runs"] == 2 and agreement["sequences"] == 4
+    assert agreement["run_spread"] == pytest.approx(np.mean(np.std([[0, 0, 0, 0, 0], [0.02, 0, 0.04, 0, 0.2]], 0, ddof=1)))
+    assert set(agreement["predictor_bound"]) == {"one_run", "mean"}
+    swapped = _run(tmp_path / "swapped.json", 2, [0.35, 0, 0, 0, 0])  # subnet 0 overtakes 1, 2 and 3
+    assert average_standalone([one, swapped], tmp_path / "m2")["runs_tau"] == [pytest.approx(0.4)]
+
+    with pytest.raises(ValueError, match="at least 2"):
+        average_standalone([one], tmp_path / "bad")
+    with pytest.raises(ValueError, match="training seed 0 is also another run's"):
+        average_standalone([one, _run(tmp_path / "same.json", 0, [0] * 5)], tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"another recipe than .*one.json \(train.epochs: saved 6, now 7\)"):
+        average_standalone([one, _run(tmp_path / "epochs.json", 3, [0] * 5, epochs=7)], tmp_path / "bad")
+    with pytest.raises(ValueError, match="holds other subnets"):
+        average_standalone([one, _run(tmp_path / "four.json", 4, [0] * 4)], tmp_path / "bad")
+    with pytest.raises(ValueError, match="subnet a0 was scored on other sequences"):
+        average_standalone([one, _run(tmp_path / "seqs.json", 5, [0] * 5, sequences=("s0", "s1", "s2", "x"))],
+                           tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"not one training run \(seed \[0, 1\]\)"):
+        average_standalone([tmp_path / "mean" / "standalone.json", swapped], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_then_rank_end_to_end(micro_config, tmp_path):
     config = tmp_path / "ranking.yaml"
     config.write_text(yaml.safe_dump({"extends": str(micro_config), "train": {
@@ -183,6 +226,26 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert again.returncode == 0 and json.loads((tmp_path / "rank" / "ranking.json").read_text()) == report
     space = experiment_space(load_experiment(config))
     assert {space.decode(r["arch"]) for r in report["subnets"]} == {space.decode(r["arch"]) for r in records}
+
+    reseeded = run("train", "--config", config, "--out", tmp_path / "seed1", "--subnets", 3, "--train-seed", 1)
+    assert reseeded.returncode == 0, reseeded.stderr
+    averaged = run("average", "--standalone", out / "standalone.json", tmp_path / "seed1" / "standalone.json",
+                   "--out", tmp_path / "mean")
+    assert averaged.returncode == 0, averaged.stderr
+    assert "2 runs (training seeds [3, 1]) of 3 subnets on 4 sequences" in averaged.stdout
+    mean = {r["arch"]: r for r in json.loads((tmp_path / "mean" / "standalone.json").read_text())["subnets"]}
+    second = {r["arch"]: r for r in json.loads((tmp_path / "seed1" / "standalone.json").read_text())["subnets"]}
+    assert any(second[r["arch"]]["ao"] != r["ao"] for r in records)  # another seed trains otherwise
+    assert all(mean[r["arch"]]["ao"] == pytest.approx((r["ao"] + second[r["arch"]]["ao"]) / 2) for r in records)
+    assert json.loads((tmp_path / "mean" / "agreement.json").read_text())["runs"] == 2
+    against_mean = run("rank", "--standalone", tmp_path / "mean" / "standalone.json", "--supernet",
+                       supernet / "checkpoint.pt", "--out", tmp_path / "rank_mean", "--tracks", tmp_path / "rank" / "inherited",
+                       "--calibration-images", 4, "--budgets", "1x6", "--resamples", 50)
+    assert against_mean.returncode == 0, against_mean.stderr
+    remeasured = json.loads((tmp_path / "rank_mean" / "ranking.json").read_text())["subnets"]
+    assert [r["fitness"] for r in remeasured] == [r["fitness"] for r in report["subnets"]]  # the same tracked boxes
+    assert [r["standalone_ao"] for r in remeasured] == [mean[r["arch"]]["ao"] for r in remeasured]
+    assert len(list((tmp_path / "rank" / "inherited").glob("*.npz"))) == 3 and not (tmp_path / "rank_mean" / "inherited").exists()
 
     other = json.loads(json.dumps(report))  # a second supernet's ranking of the same subnets
     other["supernet"] = "another/checkpoint.pt"

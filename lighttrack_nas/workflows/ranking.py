@@ -278,6 +278,72 @@ class StandaloneResults:
             write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
 
 
+def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any]:
+    """Average stand-alone runs of the same subnets into ``out/standalone.json``: one ``standalone.json``
+    per training seed (:func:`train_standalone` ``train_seed``), the same recipe otherwise, scored on the
+    same sequences. Per subnet its AO, SR and per-sequence AO are the runs' means, so :func:`rank_supernet`
+    ranks against a ground truth with less run-to-run noise. Returns how the runs agree: Kendall tau of
+    the subnets' order between each pair of runs (on the same sequences: the training seed's noise
+    alone), the per-subnet spread over the runs beside the subnets' spread, and the tau a predictor of
+    each subnet's expected AO could reach against one run and against the mean (the attenuation bound of
+    :func:`noise_ceiling` with the runs' reliability, Spearman-Brown for the mean, and the sequences')."""
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least 2 stand-alone runs, got {len(paths)}")
+    runs = [StandaloneResults(path) for path in paths]
+    first = runs[0]
+    seeds = [run.recipe.get("seed") for run in runs]
+    for run, seed in zip(runs, seeds):
+        if not isinstance(seed, int):
+            raise ValueError(f"{run.path}: not one training run (seed {seed!r}); average the runs themselves")
+    for run, seed in zip(runs[1:], seeds[1:]):
+        changed = config_differences(_read_parts({**first.recipe, "seed": None}), _read_parts({**run.recipe, "seed": None}))
+        if changed:
+            raise ValueError(f"{run.path}: trained with another recipe than {first.path} ({'; '.join(changed[:6])}); "
+                             "only the training seed may differ")
+        if seeds.count(seed) > 1:
+            raise ValueError(f"{run.path}: training seed {seed} is also another run's; average runs of different "
+                             "training seeds (train with --train-seed)")
+        if {r["arch"] for r in run.records} != {r["arch"] for r in first.records}:
+            raise ValueError(f"{run.path}: holds other subnets than {first.path} ({len(run.records)} vs "
+                             f"{len(first.records)}); finish both runs' training first")
+    names = list(first.records[0]["per_sequence_ao"])
+    records = []
+    for record in first.records:
+        each = [record] + [run.get(record["arch"]) for run in runs[1:]]
+        for run, r in zip(runs, each):
+            if list(r["per_sequence_ao"]) != names:
+                raise ValueError(f"{run.path}: subnet {r['arch']} was scored on other sequences than {first.path}'s")
+        records.append({**{k: record[k] for k in ("index", "arch", "macs", "params", "iterations", "batch_size")
+                           if k in record},
+                        **{k: float(np.mean([r[k] for r in each])) for k in ("ao", "sr50", "sr75")},
+                        "per_sequence_ao": {n: float(np.mean([r["per_sequence_ao"][n] for r in each])) for n in names},
+                        "runs": [{"seed": seed, "ao": r["ao"], "standalone": str(run.path)}
+                                 for seed, run, r in zip(seeds, runs, each)]})
+    out = Path(out)
+    write_json(out / "standalone.json", {"version": STANDALONE_VERSION, "recipe": {**first.recipe, "seed": seeds},
+                                         "subnets": records})
+    return _run_agreement(runs, [r["arch"] for r in records], names)
+
+
+def _run_agreement(runs: list[StandaloneResults], archs: list[str], names: list[str]) -> dict[str, Any]:
+    """How the stand-alone runs of :func:`average_standalone` agree on the subnets ``archs``."""
+    ao = np.array([[np.mean(list(run.get(a)["per_sequence_ao"].values())) for a in archs] for run in runs])
+    pairs = [float(kendalltau(ao[i], ao[j])[0]) for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    per_run = [split_half_reliability([[run.get(a)["per_sequence_ao"][n] for n in names] for a in archs])
+               for run in runs]
+    mean = split_half_reliability([[np.mean([run.get(a)["per_sequence_ao"][n] for run in runs]) for n in names]
+                                   for a in archs])
+    r_runs = pearson_from_tau(float(np.mean(pairs)))
+    r_mean = len(runs) * r_runs / (1 + (len(runs) - 1) * r_runs) if r_runs > 0 else 0.0
+    r_one = float(np.mean([pearson_from_tau(r["whole_tau"]) for r in per_run]))
+    return {"runs": len(runs), "subnets": len(archs), "sequences": len(names), "seeds": [r.recipe.get("seed") for r in runs],
+            "runs_tau": pairs, "run_spread": float(np.mean(np.std(ao, axis=0, ddof=1))),
+            "subnet_spread": float(np.std(ao.mean(0), ddof=1)),
+            "sequences_self_tau": {"one_run": [r["whole_tau"] for r in per_run], "mean": mean["whole_tau"]},
+            "predictor_bound": {"one_run": attenuation_bound(r_runs, r_one),
+                                "mean": attenuation_bound(r_mean, pearson_from_tau(mean["whole_tau"]))}}
+
+
 def _read_parts(recipe: dict[str, Any]) -> dict[str, Any]:
     """A recipe as far as its stand-alone results depend on it: of the data, only the splits trained on
     and scored, no loader workers (a test split made larger later changes nothing)."""
@@ -378,7 +444,7 @@ def parse_budget(text: str) -> tuple[int, int]:
 
 def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path, *, calibration_images: int = 64,
                   budgets: Seq[str] = ("4x60", "8x30", "16x15", "8x60", "16x30", "16x60"), resamples: int = 2000,
-                  progress: bool = True) -> dict[str, Any]:
+                  tracks: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Rank the architectures of a ``standalone.json`` with ``supernet``'s inherited weights and write
     ``out/ranking.json`` and ``out/ranking.png``; returns the report.
 
@@ -391,8 +457,10 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     ranking against the stand-alone AO. Random halves of the sequences give each score's own
     reproducibility and the noise ceiling of the tau (``reliability``). The tracker is causal, so
     every budget is scored from the same whole-sequence boxes. Each subnet's tracked boxes are kept in
-    ``out/inherited/`` (keyed by the supernet's digest, the calibration, the data, the tracker and the
-    thread count), so re-ranking after more stand-alone subnets have finished tracks only the new ones."""
+    ``tracks`` (default ``out/inherited/``; keyed by the supernet's digest, the calibration, the data, the
+    tracker and the thread count), so re-ranking after more stand-alone subnets have finished, or against
+    another stand-alone set of the same subnets and sequences (:func:`average_standalone`), tracks only
+    what is new."""
     import hashlib
     import io
 
@@ -424,7 +492,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
              for text, (k, f) in parsed.items() if 2 * k <= len(sequences)}
     identity = json.dumps([file_digest(supernet), calibration_images, recipe["tracker"], recipe["data"], recipe["split"],
                            torch.get_num_threads(), FITNESS_FORM], sort_keys=True)  # everything the tracked boxes depend on
-    cache = Path(out) / "inherited"
+    cache = Path(out) / "inherited" if tracks is None else Path(tracks)
     rows, per_sequence_fitness = [], []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
         arch = net.space.decode(record["arch"])
