@@ -71,9 +71,10 @@ def parse_args() -> argparse.Namespace:
                            "val_frames) whose agreement between disjoint sequence sets (first K vs next K) and "
                            "ranking are reported (default: %(default)s; the tiny search pays 4x60)")
     rank.add_argument("--tracks", type=Path, default=None,
-                      help="folder keeping each subnet's tracked boxes (default: OUT/inherited); give the folder of "
-                           "an earlier ranking of the same supernet to rank it against another stand-alone set of the "
-                           "same subnets and sequences (e.g. an averaged one) without tracking again")
+                      help="another ranking's folder of tracked boxes (its OUT/inherited) to read besides OUT/inherited "
+                           "(never written): the same supernet ranked against another stand-alone set of the same "
+                           "subnets and sequences (e.g. an averaged one) without tracking again; subnets not found "
+                           "there are tracked into OUT/inherited")
     rank.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     rank.add_argument("--threads", type=int, default=1,
                       help="torch / OpenCV threads while tracking, as the search's (default: %(default)s)")
@@ -81,7 +82,8 @@ def parse_args() -> argparse.Namespace:
     average.add_argument("--standalone", nargs="+", required=True, type=Path,
                          help="standalone.json files of the train step, one per --train-seed, the recipe otherwise equal")
     average.add_argument("--out", required=True, type=Path,
-                         help="output directory: standalone.json (per-sequence means) and agreement.json")
+                         help="output directory: standalone.json (per-sequence means) and agreement.json; not the "
+                              "folder of one of the runs")
     summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
     summary.add_argument("--rankings", nargs="+", required=True, type=Path,
                          help="ranking.json files written by the rank step, one per supernet")

@@ -18,7 +18,7 @@ from lighttrack_nas.space import experiment_space
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.workflows.controls import same_size_architectures
 from lighttrack_nas.workflows.ranking import (StandaloneResults, average_standalone, backbone_genes,
-                                              bootstrap_rank_correlation,
+                                              bootstrap_rank_correlation, predictor_bound,
                                               cross_half_agreement, noise_ceiling, sequences_for_ceiling,
                                               split_half_reliability, stratified_architectures, summarize_rankings,
                                               used_genes)
@@ -142,7 +142,7 @@ def test_standalone_results_are_bound_to_their_recipe(tmp_path):
     assert [r["arch"] for r in StandaloneResults(fresh).records] == ["a"]
 
 
-def _run(path, seed: int, offsets, sequences=("s0", "s1", "s2", "s3"), epochs: int = 6) -> str:
+def _run(path, seed: int | None, offsets, sequences=("s0", "s1", "s2", "s3"), epochs: int = 6) -> str:
     """A standalone.json of five subnets trained with ``seed``: subnet i scores 0.1 i + offsets[i] + a
     per-sequence pattern."""
     results = StandaloneResults(path, {"seed": seed, "train": {"epochs": epochs}, "data": {}, "split": "val"})
@@ -163,7 +163,7 @@ def test_average_standalone_means_the_runs_and_refuses_other_recipes(tmp_path):
     assert mean.get("a4")["per_sequence_ao"]["s3"] == pytest.approx(0.4 + 0.1 + 0.03)
     assert [r["seed"] for r in mean.get("a0")["runs"]] == [0, 1] and mean.get("a0")["runs"][1]["ao"] == pytest.approx(0.035)
     assert agreement["runs_tau"] == [pytest.approx(1.0)] and agreement["runs"] == 2 and agreement["sequences"] == 4
-    assert agreement["run_spread"] == pytest.approx(np.mean(np.std([[0, 0, 0, 0, 0], [0.02, 0, 0.04, 0, 0.2]], 0, ddof=1)))
+    assert agreement["run_spread"] == pytest.approx(np.sqrt(np.mean([0.02 ** 2, 0, 0.04 ** 2, 0, 0.2 ** 2]) / 2))
     assert set(agreement["predictor_bound"]) == {"one_run", "mean"}
     swapped = _run(tmp_path / "swapped.json", 2, [0.35, 0, 0, 0, 0])  # subnet 0 overtakes 1, 2 and 3
     assert average_standalone([one, swapped], tmp_path / "m2")["runs_tau"] == [pytest.approx(0.4)]
@@ -181,7 +181,37 @@ def test_average_standalone_means_the_runs_and_refuses_other_recipes(tmp_path):
                            tmp_path / "bad")
     with pytest.raises(ValueError, match=r"not one training run \(seed \[0, 1\]\)"):
         average_standalone([tmp_path / "mean" / "standalone.json", swapped], tmp_path / "bad")
+    inside = _run(tmp_path / "inside" / "standalone.json", 6, [0] * 5)
+    with pytest.raises(ValueError, match="holds one of the runs averaged"):
+        average_standalone([one, inside], tmp_path / "inside")
     assert not (tmp_path / "bad").exists()
+    unseeded = _run(tmp_path / "unseeded.json", None, [0] * 5)  # a recipe without a seed trains with 0
+    with pytest.raises(ValueError, match="training seed 0 is also another run's"):
+        average_standalone([one, unseeded], tmp_path / "bad")
+
+
+def test_predictor_bound_recovers_the_expected_score_share(tmp_path):
+    """Simulated stand-alone runs with known variances: expected AO T (var 1), run noise R (var 1, one draw
+    per subnet and run) and sequence noise (var 1 on the mean of the sequences, shared by the runs).
+    Against one run a perfect predictor of T has r = sqrt(1/3); against the mean of two, sqrt(1/2.5)."""
+    rng = np.random.default_rng(0)
+    subnets, sequences = 400, 40
+    expected = rng.normal(size=subnets)
+    shared = rng.normal(scale=np.sqrt(sequences), size=(subnets, sequences))  # the sequences' noise, both runs
+    paths = []
+    for seed in (0, 1):
+        run = StandaloneResults(tmp_path / f"run{seed}.json", {"seed": seed, "data": {}, "split": "val"})
+        scores = expected[:, None] + rng.normal(size=(subnets, 1)) + shared
+        for i in range(subnets):
+            run.records.append({"arch": f"a{i}", "ao": float(scores[i].mean()), "sr50": 0, "sr75": 0,
+                                "per_sequence_ao": {f"s{k}": float(v) for k, v in enumerate(scores[i])}})
+        run.add(run.records.pop())
+        paths.append(run.path)
+    bound = average_standalone(paths, tmp_path / "mean")["predictor_bound"]
+    tau = lambda share: 2 / np.pi * np.arcsin(np.sqrt(share))
+    assert bound["one_run"] == pytest.approx(tau(1 / 3), abs=0.04)  # the product of the two reliabilities: 0.46
+    assert bound["mean"] == pytest.approx(tau(1 / 2.5), abs=0.04)
+    assert predictor_bound(0.5, 0.4) == 0.0 and predictor_bound(1.0, 1.0) == pytest.approx(1.0)
 
 
 def test_train_then_rank_end_to_end(micro_config, tmp_path):

@@ -8,8 +8,8 @@ FIRST and SECOND are two ``standalone.json`` files of the same subnets trained w
 SECOND was scored on more val sequences, whose first ones are FIRST's. Prints the Kendall tau of the
 subnets' order (mean per-sequence AO) between the two runs on the shared sequences, within SECOND on
 disjoint sequences, and across both; the per-subnet run-to-run difference beside the subnets' spread;
-and the tau a predictor of each subnet's expected AO could reach against one run of SECOND, by the
-attenuation bound of ``workflows.ranking.noise_ceiling`` (``attenuation_bound``, ``pearson_from_tau``).
+and the tau a predictor of each subnet's expected AO could reach against one run of SECOND
+(``workflows.ranking.attenuation_bound`` for the run's noise alone, ``predictor_bound`` for both).
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from lighttrack_nas.cli import run_cli
-from lighttrack_nas.workflows.ranking import attenuation_bound, pearson_from_tau, split_half_reliability
+from lighttrack_nas.workflows.ranking import (attenuation_bound, pearson_from_tau, predictor_bound,
+                                              split_half_reliability)
 
 
 def _subnets(path: Path) -> dict[str, dict]:
@@ -62,7 +63,8 @@ def main() -> int:
     r_runs, r_sequences = pearson_from_tau(runs_tau), pearson_from_tau(sequences["whole_tau"])
     print(f"one run's self-agreement on {len(names)} sequences (stepped up): {sequences['whole_tau']:.3f}")
     print(f"tau a perfect predictor could reach against one run: {attenuation_bound(r_runs):.2f} with the run-to-run noise alone, "
-          f"{attenuation_bound(r_runs, r_sequences):.2f} with the {len(names)} sequences' noise too (a rough estimate)")
+          f"{predictor_bound(r_runs, r_sequences):.2f} with the {len(names)} sequences' noise too (a rough estimate: the "
+          f"runs were compared on {len(shared)} sequences)")
     return 0
 
 

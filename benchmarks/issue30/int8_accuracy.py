@@ -8,8 +8,10 @@ Each checkpoint is tracked with ``tools/test.py --backend onnxruntime`` and ``--
 onnxruntime-int8`` (calibrated on ``--calibration`` crop pairs of the train split) on every split, and
 scored with ``tools/eval.py``. Prints and writes ``OUT/accuracy.json``: per checkpoint and pooled over
 them, the int8 - float32 AO with a 95 % paired bootstrap interval over the sequences (pooled: the
-checkpoints as rows crossed with the sequences, ``evaluate.paired_bootstrap``). Result folders that
-hold every sequence are kept, so a re-run tracks only what is missing.
+checkpoints as rows crossed with the sequences, ``evaluate.paired_bootstrap``, the sequences weighted
+by the frames their AO counts, as AO pools them). A result folder is kept when it holds every sequence
+and its ``NAME.json`` beside it names the same checkpoint (digest), backend, calibration and threads,
+so a re-run tracks only what is missing or stale.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from lighttrack_nas.cli import run_cli
 from lighttrack_nas.data import open_dataset
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.io import write_json
+from lighttrack_nas.search.runner import file_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("onnxruntime", "onnxruntime-int8")
@@ -33,7 +36,8 @@ BACKENDS = ("onnxruntime", "onnxruntime-int8")
 def _tool(name: str, *args: object) -> str:
     done = subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"tools/{name} {' '.join(map(str, args))} failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise RuntimeError(f"tools/{name} {' '.join(map(str, args))} failed: {last}")
     return done.stdout
 
 
@@ -57,21 +61,27 @@ def main() -> int:
             scores = {}
             for backend in BACKENDS:
                 folder = args.out / split / f"{name}-{backend}"
-                if not all((folder / seq / f"{seq}_001.txt").exists() for seq in sequences):
+                settings = {"checkpoint": file_digest(checkpoint), "backend": backend, "threads": args.threads,
+                            "calibration": args.calibration if backend.endswith("int8") else None}
+                stamp = folder.with_suffix(".json")
+                if not (stamp.exists() and json.loads(stamp.read_text()) == settings
+                        and all((folder / seq / f"{seq}_001.txt").exists() for seq in sequences)):
                     _tool("test.py", "--checkpoint", checkpoint, "--dataset", "got10k", "--root", args.root, "--split",
                           split, "--out", args.out / split, "--name", folder.name, "--backend", backend, "--threads",
                           args.threads, "--calibration", args.calibration)
+                    write_json(stamp, settings)
                 scores[backend] = json.loads(_tool("eval.py", "--dataset", "got10k", "--root", args.root, "--split",
                                                    split, "--results", folder, "--json"))
             per = [{seq: scores[b]["per_sequence"][seq]["ao"] for seq in sequences} for b in BACKENDS]
             gap = [per[1][seq] - per[0][seq] for seq in sequences]
-            mean, low, high = paired_bootstrap(gap)
+            frames = [scores[BACKENDS[0]]["per_sequence"][seq]["ao_frames"] for seq in sequences]
+            mean, low, high = paired_bootstrap(gap, frames)
             rows[name] = {"checkpoint": str(checkpoint), "float32_ao": scores[BACKENDS[0]]["ao"],
                           "int8_ao": scores[BACKENDS[1]]["ao"], "int8_minus_float32": [mean, low, high]}
             gaps.append(gap)
             print(f"{split} {name}: AO float32 {rows[name]['float32_ao']:.3f}, int8 {rows[name]['int8_ao']:.3f}; "
                   f"int8 - float32 {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
-        mean, low, high = paired_bootstrap(np.array(gaps))
+        mean, low, high = paired_bootstrap(np.array(gaps), frames)
         report["splits"][split] = {"sequences": len(sequences), "subnets": rows, "pooled": [mean, low, high]}
         print(f"{split} pooled over {len(names)} subnets x {len(sequences)} sequences: int8 - float32 {mean:+.3f} "
               f"[{low:+.3f}, {high:+.3f}]")

@@ -289,12 +289,12 @@ def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any
     :func:`noise_ceiling` with the runs' reliability, Spearman-Brown for the mean, and the sequences')."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least 2 stand-alone runs, got {len(paths)}")
+    out = Path(out)
+    if any(Path(path).resolve() == (out / "standalone.json").resolve() for path in paths):
+        raise ValueError(f"--out {out} holds one of the runs averaged: write the mean to another folder")
     runs = [StandaloneResults(path) for path in paths]
     first = runs[0]
-    seeds = [run.recipe.get("seed") for run in runs]
-    for run, seed in zip(runs, seeds):
-        if not isinstance(seed, int):
-            raise ValueError(f"{run.path}: not one training run (seed {seed!r}); average the runs themselves")
+    seeds = [_training_seed(run) for run in runs]
     for run, seed in zip(runs[1:], seeds[1:]):
         changed = config_differences(_read_parts({**first.recipe, "seed": None}), _read_parts({**run.recipe, "seed": None}))
         if changed:
@@ -319,7 +319,6 @@ def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any
                         "per_sequence_ao": {n: float(np.mean([r["per_sequence_ao"][n] for r in each])) for n in names},
                         "runs": [{"seed": seed, "ao": r["ao"], "standalone": str(run.path)}
                                  for seed, run, r in zip(seeds, runs, each)]})
-    out = Path(out)
     write_json(out / "standalone.json", {"version": STANDALONE_VERSION, "recipe": {**first.recipe, "seed": seeds},
                                          "subnets": records})
     return _run_agreement(runs, [r["arch"] for r in records], names)
@@ -327,21 +326,44 @@ def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any
 
 def _run_agreement(runs: list[StandaloneResults], archs: list[str], names: list[str]) -> dict[str, Any]:
     """How the stand-alone runs of :func:`average_standalone` agree on the subnets ``archs``."""
-    ao = np.array([[np.mean(list(run.get(a)["per_sequence_ao"].values())) for a in archs] for run in runs])
+    ao = np.array([[run.get(a)["ao"] for a in archs] for run in runs])  # the score rank_supernet ranks against
     pairs = [float(kendalltau(ao[i], ao[j])[0]) for i in range(len(runs)) for j in range(i + 1, len(runs))]
     per_run = [split_half_reliability([[run.get(a)["per_sequence_ao"][n] for n in names] for a in archs])
                for run in runs]
     mean = split_half_reliability([[np.mean([run.get(a)["per_sequence_ao"][n] for run in runs]) for n in names]
                                    for a in archs])
     r_runs = pearson_from_tau(float(np.mean(pairs)))
-    r_mean = len(runs) * r_runs / (1 + (len(runs) - 1) * r_runs) if r_runs > 0 else 0.0
+    r_runs_mean = len(runs) * r_runs / (1 + (len(runs) - 1) * r_runs) if r_runs > 0 else 0.0  # Spearman-Brown
     r_one = float(np.mean([pearson_from_tau(r["whole_tau"]) for r in per_run]))
-    return {"runs": len(runs), "subnets": len(archs), "sequences": len(names), "seeds": [r.recipe.get("seed") for r in runs],
-            "runs_tau": pairs, "run_spread": float(np.mean(np.std(ao, axis=0, ddof=1))),
+    return {"runs": len(runs), "subnets": len(archs), "sequences": len(names),
+            "seeds": [_training_seed(run) for run in runs], "runs_tau": pairs,
+            "run_spread": float(np.sqrt(np.mean(np.var(ao, axis=0, ddof=1)))),
             "subnet_spread": float(np.std(ao.mean(0), ddof=1)),
             "sequences_self_tau": {"one_run": [r["whole_tau"] for r in per_run], "mean": mean["whole_tau"]},
-            "predictor_bound": {"one_run": attenuation_bound(r_runs, r_one),
-                                "mean": attenuation_bound(r_mean, pearson_from_tau(mean["whole_tau"]))}}
+            "predictor_bound": {"one_run": predictor_bound(r_runs, r_one),
+                                "mean": predictor_bound(r_runs_mean, pearson_from_tau(mean["whole_tau"]))}}
+
+
+def predictor_bound(same_sequences: float, same_run: float) -> float:
+    """The Kendall tau a predictor of each item's expected score can reach against one measurement of
+    it, when the measurement's noise has two independent parts: the run's (shared by everything one
+    training run scores) and the sequences' (shared by every run scored on them). ``same_sequences``
+    is the Pearson agreement of two runs on the same sequences (the sequences' noise counts as
+    signal), ``same_run`` that of one run on two sets of as many sequences (the run's counts). With
+    additive noises the expected score's share of the variance is their sum minus 1; the bound is its
+    square root, as a tau (0 when the share is not positive)."""
+    return _tau(np.sqrt(max(same_sequences + same_run - 1, 0.0)))
+
+
+def _training_seed(results: StandaloneResults) -> int:
+    """The seed ``results`` were trained with (a recipe without one trains with 0); ValueError for an
+    averaged file."""
+    seed = results.recipe.get("seed")
+    if seed is None:
+        return 0
+    if not isinstance(seed, int):
+        raise ValueError(f"{results.path}: not one training run (seed {seed!r}); average the runs themselves")
+    return seed
 
 
 def _read_parts(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -457,10 +479,11 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     ranking against the stand-alone AO. Random halves of the sequences give each score's own
     reproducibility and the noise ceiling of the tau (``reliability``). The tracker is causal, so
     every budget is scored from the same whole-sequence boxes. Each subnet's tracked boxes are kept in
-    ``tracks`` (default ``out/inherited/``; keyed by the supernet's digest, the calibration, the data, the
-    tracker and the thread count), so re-ranking after more stand-alone subnets have finished, or against
-    another stand-alone set of the same subnets and sequences (:func:`average_standalone`), tracks only
-    what is new."""
+    ``out/inherited/`` (keyed by the supernet's digest, the calibration, the data, the tracker and the
+    thread count), so re-ranking after more stand-alone subnets have finished tracks only the new ones;
+    ``tracks`` names another ranking's folder of boxes to read too (never written), so the same supernet
+    is ranked against another stand-alone set of the same subnets and sequences
+    (:func:`average_standalone`) without tracking again."""
     import hashlib
     import io
 
@@ -492,15 +515,20 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
              for text, (k, f) in parsed.items() if 2 * k <= len(sequences)}
     identity = json.dumps([file_digest(supernet), calibration_images, recipe["tracker"], recipe["data"], recipe["split"],
                            torch.get_num_threads(), FITNESS_FORM], sort_keys=True)  # everything the tracked boxes depend on
-    cache = Path(out) / "inherited" if tracks is None else Path(tracks)
+    cache = Path(out) / "inherited"
+    stores = [cache] + ([] if tracks is None else [Path(tracks)])
     rows, per_sequence_fitness = [], []
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
         arch = net.space.decode(record["arch"])
-        path = cache / f"{hashlib.sha256(f'{identity}:{arch}'.encode()).hexdigest()[:20]}.npz"
+        key = f"{hashlib.sha256(f'{identity}:{arch}'.encode()).hexdigest()[:20]}.npz"
+        path = next((store / key for store in stores if (store / key).exists()), cache / key)
         if path.exists():
             with np.load(path) as stored:
                 preds = {s.name: stored[s.name] for s in sequences}
         else:
+            if tracks is not None:
+                log.info("subnet %s is not in %s (another supernet, calibration, data or thread count?): tracking it "
+                         "into %s", record["arch"], tracks, cache)
             preds, _ = track_sequences(inherited_subnet(net, arch, calibration), sequences, tracker)
             buffer = io.BytesIO()
             np.savez(buffer, **preds)
