@@ -186,6 +186,17 @@ def test_int8_backend_tracks_like_float(supernet, tmp_path):
     assert np.abs(int8_boxes - float_boxes).max() <= 2.0   # pixels, on a 28-pixel target
     assert not np.allclose(int8_boxes[1:], float_boxes[1:], atol=1e-6)   # it really is another network
 
+    def int8_matmuls(graph) -> list[bool]:
+        """Per MatMul, whether all its inputs are dequantised (what ONNX Runtime fuses into QLinearMatMul)."""
+        made_by = {out: n.op_type for n in graph.graph.node for out in n.output}
+        return [all(made_by.get(i) == "DequantizeLinear" for i in n.input) for n in graph.graph.node if n.op_type == "MatMul"]
+
+    kept = quantize_branches(*graphs, crops, keep_float=["MatMul"])[1]   # the correlation left in float...
+    assert int8_matmuls(frame) and all(int8_matmuls(frame))
+    assert sum(int8_matmuls(kept)) <= len(int8_matmuls(kept)) // 2   # ...but where ONNX Runtime fuses DQ -> op -> Q
+    with pytest.raises(ValueError, match=r"keep_float: \['Softmax3D'\] are not op types of this graph; its op types: .*'MatMul'"):
+        quantize_branches(*graphs, crops, keep_float=["Softmax3D"])
+
 
 def test_int8_calibration_errors_are_named(supernet, tmp_path):
     sub = supernet.extract(supernet.space.decode(ARCH))
@@ -203,6 +214,9 @@ def test_int8_calibration_errors_are_named(supernet, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export_onnx.py"), "--arch", ARCH, "--int8",
                            "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2 and "--int8 needs --data" in proc.stderr and not list(tmp_path.glob("*.onnx"))
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), "--dataset", "got10k", "--root", str(tmp_path),
+                           "--name", "x", "--keep-float", "MatMul"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--keep-float only applies to --backend onnxruntime-int8" in proc.stderr
 
 
 def test_bench_inference_configs_take_architecture_strings_with_colons():

@@ -54,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", default=None,
                    help="GOT-10k-layout data root whose --calibration-split gives the calibration crops")
     p.add_argument("--calibration-split", default="train", help="split of --data (default: %(default)s)")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
+                   help="with --int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
+                        "for Swish and SE, DepthwiseConv for grouped convolutions); an op type the graph lacks is "
+                        "refused with the ones it has (default: none)")
     p.add_argument("--int8-agreement", type=float, default=0.9,
                    help="least share of check crops whose int8 classification peak is the float one's "
                         "(default: %(default)s)")
@@ -62,6 +66,8 @@ def parse_args() -> argparse.Namespace:
         p.error("--threads must be >= 1")
     if args.int8 and args.data is None:
         p.error("--int8 needs --data (the calibration crops come from its --calibration-split)")
+    if args.keep_float and not args.int8:
+        p.error("--keep-float only applies with --int8")
     if args.int8 and args.calibration < 1:
         p.error(f"--calibration {args.calibration}: need at least 1 crop pair")
     return args
@@ -99,7 +105,7 @@ def main() -> int:
         calibration = calibration_crops(sequences, model.template_size, model.search_size, args.calibration)
         check = calibration_crops(sequences, model.template_size, model.search_size, args.calibration,
                                   seed=args.seed + 1)
-    paths = export_onnx(fuse(model), args.out, calibration)
+    paths = export_onnx(fuse(model), args.out, calibration, args.keep_float)
     print(f"wrote {paths[0]} (template branch) and {paths[1]} (per-frame branch{', int8' if args.int8 else ''})")
     onnx_model = OnnxTrackingModel.load(args.out, threads=args.threads)
     if check is not None:

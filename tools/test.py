@@ -68,6 +68,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-split", default="train",
                    help="onnxruntime-int8: the split of --root (same --dataset layout) the calibration crops "
                         "come from; never the split being tracked (default: %(default)s)")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
+                   help="onnxruntime-int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid "
+                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions); an op type the graph "
+                        "lacks is refused with the ones it has (default: none)")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")
@@ -78,6 +82,8 @@ def parse_args() -> argparse.Namespace:
         args.split = "val"
     if args.threads < 1 or (args.sequences is not None and args.sequences < 1):
         p.error("--threads and --sequences must be >= 1")
+    if args.keep_float and args.backend != "onnxruntime-int8":
+        p.error("--keep-float only applies to --backend onnxruntime-int8")
     if args.backend == "onnxruntime-int8":
         if args.calibration < 1:
             p.error(f"--calibration {args.calibration}: need at least 1 crop pair")
@@ -106,7 +112,7 @@ def main() -> int:
 
         calibration = calibration_crops(open_dataset(args.dataset, args.root, args.calibration_split),
                                         model.template_size, model.search_size, args.calibration)
-    model = inference_model(model, args.backend, args.threads, calibration)
+    model = inference_model(model, args.backend, args.threads, calibration, args.keep_float)
     tracker = Tracker(model, config)
     folder = Path(args.out) / args.name
     frames, seconds = 0, 0.0

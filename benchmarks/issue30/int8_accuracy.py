@@ -6,7 +6,8 @@
 
 Each checkpoint is tracked with ``tools/test.py --backend onnxruntime`` and ``--backend
 onnxruntime-int8`` (calibrated on ``--calibration`` crop pairs of the train split) on every split, and
-scored with ``tools/eval.py``. Prints and writes ``OUT/accuracy.json``: per checkpoint and pooled over
+scored with ``tools/eval.py``. Prints and writes ``OUT/accuracy.json`` (``accuracy-OP....json`` with
+``--keep-float OP...``): per checkpoint and pooled over
 them, the int8 - float32 AO with a 95 % paired bootstrap interval over the sequences (pooled: the
 checkpoints as rows crossed with the sequences, ``evaluate.paired_bootstrap``, the sequences weighted
 by the frames their AO counts, as AO pools them). A result folder is kept when it holds every sequence
@@ -49,26 +50,34 @@ def main() -> int:
     p.add_argument("--out", required=True, type=Path, help="output folder: tracker results and accuracy.json")
     p.add_argument("--calibration", type=int, default=128, help="int8 calibration crop pairs (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads per tracker (default: %(default)s)")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
+                   help="int8: op types given no quantisation (tools/test.py --keep-float); the int8 results are "
+                        "named after them, so variants share OUT and its float32 results (default: none)")
     args = p.parse_args()
     names = [f"{path.parent.name}" for path in args.checkpoints]
     if len(set(names)) < len(names):
         raise ValueError("checkpoints must lie in folders of different names (the results are named after them)")
-    report: dict = {"calibration": args.calibration, "threads": args.threads, "splits": {}}
+    report: dict = {"calibration": args.calibration, "threads": args.threads, "keep_float": args.keep_float,
+                    "splits": {}}
     for split in args.splits:
         sequences = [s.name for s in open_dataset("got10k", args.root, split)]
         gaps, rows = [], {}
         for name, checkpoint in zip(names, args.checkpoints):
             scores = {}
             for backend in BACKENDS:
-                folder = args.out / split / f"{name}-{backend}"
+                int8 = backend.endswith("int8")
+                variant = "".join(f"-{op}" for op in args.keep_float) if int8 else ""
+                folder = args.out / split / f"{name}-{backend}{variant}"
                 settings = {"checkpoint": file_digest(checkpoint), "backend": backend, "threads": args.threads,
-                            "calibration": args.calibration if backend.endswith("int8") else None}
+                            "calibration": args.calibration if int8 else None,
+                            "keep_float": args.keep_float if int8 else []}
                 stamp = folder.with_suffix(".json")
                 if not (stamp.exists() and json.loads(stamp.read_text()) == settings
                         and all((folder / seq / f"{seq}_001.txt").exists() for seq in sequences)):
                     _tool("test.py", "--checkpoint", checkpoint, "--dataset", "got10k", "--root", args.root, "--split",
                           split, "--out", args.out / split, "--name", folder.name, "--backend", backend, "--threads",
-                          args.threads, "--calibration", args.calibration)
+                          args.threads, "--calibration", args.calibration,
+                          *(["--keep-float", *args.keep_float] if int8 and args.keep_float else []))
                     write_json(stamp, settings)
                 scores[backend] = json.loads(_tool("eval.py", "--dataset", "got10k", "--root", args.root, "--split",
                                                    split, "--results", folder, "--json"))
@@ -85,7 +94,7 @@ def main() -> int:
         report["splits"][split] = {"sequences": len(sequences), "subnets": rows, "pooled": [mean, low, high]}
         print(f"{split} pooled over {len(names)} subnets x {len(sequences)} sequences: int8 - float32 {mean:+.3f} "
               f"[{low:+.3f}, {high:+.3f}]")
-    write_json(args.out / "accuracy.json", report)
+    write_json(args.out / f"accuracy{''.join(f'-{op}' for op in args.keep_float)}.json", report)
     return 0
 
 

@@ -21,13 +21,15 @@ BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 
 
 def inference_model(model: nn.Module, backend: str = "torch", threads: int = 1,
-                    calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
+                    calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                    keep_float: Sequence[str] = ()) -> nn.Module:
     """The deployment form of ``model`` for ``backend`` (one of :data:`BACKENDS`), in eval mode.
 
     A :class:`TrackingNet` subnet is fused first; any other tracking model (``template``/``track``)
     runs as given on ``torch``, and needs ``template_features``/``head`` to be exported.
     ``onnxruntime-int8`` needs ``calibration``: tracking crop pairs ``(z, x)`` at the model's crop sizes
-    (:func:`~lighttrack_nas.deploy.quantize.calibration_crops`).
+    (:func:`~lighttrack_nas.deploy.quantize.calibration_crops`); ``keep_float`` names op types it leaves
+    in float (:func:`~lighttrack_nas.deploy.quantize.quantize_graph`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
@@ -46,7 +48,7 @@ def inference_model(model: nn.Module, backend: str = "torch", threads: int = 1,
     if backend == "onnxruntime-int8":
         from .quantize import quantize_branches
 
-        graphs = quantize_branches(*graphs, calibration)
+        graphs = quantize_branches(*graphs, calibration, keep_float=keep_float)
     return OnnxTrackingModel(*graphs, threads=threads)
 
 

@@ -111,16 +111,17 @@ def export_branches(model: TrackingNet) -> tuple[onnx.ModelProto, onnx.ModelProt
 
 
 def export_onnx(model: TrackingNet, path: str | Path,
-                calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[Path, Path]:
+                calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                keep_float: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write the template graph to ``template_path(path)`` and the frame graph to ``path`` (each
-    atomically); with ``calibration`` crops the frame graph is quantised to int8 first
-    (:func:`~lighttrack_nas.deploy.quantize.quantize_branches`)."""
+    atomically); with ``calibration`` crops the frame graph is quantised to int8 first, but for the op
+    types in ``keep_float`` (:func:`~lighttrack_nas.deploy.quantize.quantize_branches`)."""
     path = Path(path)
     template, frame = export_branches(model)
     if calibration is not None:
         from .quantize import quantize_branches
 
-        template, frame = quantize_branches(template, frame, calibration)
+        template, frame = quantize_branches(template, frame, calibration, keep_float=keep_float)
     for graph, target in ((template, template_path(path)), (frame, path)):
         atomic_write(target, graph.SerializeToString())
     return template_path(path), path

@@ -6,7 +6,10 @@ calibrated (min / max, or a percentile) on tracking crops, whose template featur
 float template graph. The template graph stays float by default: it runs once per sequence, so
 its speed does not matter and its precision is kept (``quantize_template=True`` quantises it too).
 Op types listed in ``keep_float`` (ONNX op types, and ``DepthwiseConv`` for grouped convolutions)
-are left in float, with their inputs and outputs dequantised.
+get no quantisation of their own. Where every input of such an op still arrives dequantised (its
+producers' outputs are quantised for other consumers) and its output is quantised for the next op,
+ONNX Runtime's QDQ fusion runs it in int8 all the same: of LightTrack-Mobile's four MatMuls,
+``keep_float=["MatMul"]`` leaves three in float.
 
 Calibration crops are pairs ``(z, x)``: ``z (1 or B, 3, T, T)`` template crops and ``x (.., 3, S, S)``
 search crops at the model's own crop sizes (``calibration_crops`` draws them from a split).
@@ -107,7 +110,12 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
             extra["CalibPercentile"] = 99.999
         with quiet_loggers("", "onnxruntime"):  # a line per tensor whose scale it adjusts
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            keep = sorted(n.name for n in onnx.load(str(pre)).graph.node if _kind(n) in set(keep_float))
+            nodes = onnx.load(str(pre)).graph.node
+            unknown = sorted(set(keep_float) - {_kind(n) for n in nodes})
+            if unknown:
+                raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: "
+                                 f"{sorted({_kind(n) for n in nodes})}")
+            keep = sorted(n.name for n in nodes if _kind(n) in set(keep_float))
             quantize_static(str(pre), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=ACTIVATION_TYPES[activations],
                             weight_type=QuantType.QInt8, nodes_to_exclude=keep,
