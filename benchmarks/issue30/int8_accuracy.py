@@ -57,6 +57,7 @@ def main() -> int:
     names = [f"{path.parent.name}" for path in args.checkpoints]
     if len(set(names)) < len(names):
         raise ValueError("checkpoints must lie in folders of different names (the results are named after them)")
+    variant = "".join(f"-{op}" for op in args.keep_float)  # names the int8 results and the report
     report: dict = {"calibration": args.calibration, "threads": args.threads, "keep_float": args.keep_float,
                     "splits": {}}
     for split in args.splits:
@@ -66,8 +67,7 @@ def main() -> int:
             scores = {}
             for backend in BACKENDS:
                 int8 = backend.endswith("int8")
-                variant = "".join(f"-{op}" for op in args.keep_float) if int8 else ""
-                folder = args.out / split / f"{name}-{backend}{variant}"
+                folder = args.out / split / f"{name}-{backend}{variant if int8 else ''}"
                 settings = {"checkpoint": file_digest(checkpoint), "backend": backend, "threads": args.threads,
                             "calibration": args.calibration if int8 else None,
                             "keep_float": args.keep_float if int8 else []}
@@ -94,7 +94,7 @@ def main() -> int:
         report["splits"][split] = {"sequences": len(sequences), "subnets": rows, "pooled": [mean, low, high]}
         print(f"{split} pooled over {len(names)} subnets x {len(sequences)} sequences: int8 - float32 {mean:+.3f} "
               f"[{low:+.3f}, {high:+.3f}]")
-    write_json(args.out / f"accuracy{''.join(f'-{op}' for op in args.keep_float)}.json", report)
+    write_json(args.out / f"accuracy{variant}.json", report)
     return 0
 
 

@@ -110,12 +110,12 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
             extra["CalibPercentile"] = 99.999
         with quiet_loggers("", "onnxruntime"):  # a line per tensor whose scale it adjusts
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            nodes = onnx.load(str(pre)).graph.node
-            unknown = sorted(set(keep_float) - {_kind(n) for n in nodes})
+            nodes = [(n.name, _kind(n)) for n in onnx.load(str(pre)).graph.node]
+            kinds = {kind for _, kind in nodes}
+            unknown = sorted(set(keep_float) - kinds)
             if unknown:
-                raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: "
-                                 f"{sorted({_kind(n) for n in nodes})}")
-            keep = sorted(n.name for n in nodes if _kind(n) in set(keep_float))
+                raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: {sorted(kinds)}")
+            keep = sorted(name for name, kind in nodes if kind in set(keep_float))
             quantize_static(str(pre), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=ACTIVATION_TYPES[activations],
                             weight_type=QuantType.QInt8, nodes_to_exclude=keep,

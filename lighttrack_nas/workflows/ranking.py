@@ -224,7 +224,12 @@ def _reliability(agreement: dict[str, Any], sequences: float) -> float:
     r = pearson_from_tau(agreement["halves_tau"])
     if not np.isfinite(r):
         return r
-    factor = sequences / agreement["half"]
+    return spearman_brown(r, sequences / agreement["half"])
+
+
+def spearman_brown(r: float, factor: float) -> float:
+    """The Pearson reliability of a score averaged over ``factor`` times as much data as the one of
+    reliability ``r`` (0 for no or negative agreement)."""
     return factor * r / (1 + (factor - 1) * r) if r > 0 else 0.0
 
 
@@ -285,8 +290,8 @@ def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any
     ranks against a ground truth with less run-to-run noise. Returns how the runs agree: Kendall tau of
     the subnets' order between each pair of runs (on the same sequences: the training seed's noise
     alone), the per-subnet spread over the runs beside the subnets' spread, and the tau a predictor of
-    each subnet's expected AO could reach against one run and against the mean (the attenuation bound of
-    :func:`noise_ceiling` with the runs' reliability, Spearman-Brown for the mean, and the sequences')."""
+    each subnet's expected AO could reach against one run and against the mean (:func:`predictor_bound`
+    of the runs' and the sequences' reliabilities, the runs' stepped up to their number for the mean)."""
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least 2 stand-alone runs, got {len(paths)}")
     out = Path(out)
@@ -321,11 +326,11 @@ def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any
                                  for seed, run, r in zip(seeds, runs, each)]})
     write_json(out / "standalone.json", {"version": STANDALONE_VERSION, "recipe": {**first.recipe, "seed": seeds},
                                          "subnets": records})
-    return _run_agreement(runs, [r["arch"] for r in records], names)
+    return _run_agreement(runs, seeds, [r["arch"] for r in records], names)
 
 
-def _run_agreement(runs: list[StandaloneResults], archs: list[str], names: list[str]) -> dict[str, Any]:
-    """How the stand-alone runs of :func:`average_standalone` agree on the subnets ``archs``."""
+def _run_agreement(runs: list[StandaloneResults], seeds: list[int], archs: list[str], names: list[str]) -> dict[str, Any]:
+    """How the stand-alone runs (trained with ``seeds``) of :func:`average_standalone` agree on the subnets ``archs``."""
     ao = np.array([[run.get(a)["ao"] for a in archs] for run in runs])  # the score rank_supernet ranks against
     pairs = [float(kendalltau(ao[i], ao[j])[0]) for i in range(len(runs)) for j in range(i + 1, len(runs))]
     per_run = [split_half_reliability([[run.get(a)["per_sequence_ao"][n] for n in names] for a in archs])
@@ -333,10 +338,10 @@ def _run_agreement(runs: list[StandaloneResults], archs: list[str], names: list[
     mean = split_half_reliability([[np.mean([run.get(a)["per_sequence_ao"][n] for run in runs]) for n in names]
                                    for a in archs])
     r_runs = pearson_from_tau(float(np.mean(pairs)))
-    r_runs_mean = len(runs) * r_runs / (1 + (len(runs) - 1) * r_runs) if r_runs > 0 else 0.0  # Spearman-Brown
+    r_runs_mean = spearman_brown(r_runs, len(runs))
     r_one = float(np.mean([pearson_from_tau(r["whole_tau"]) for r in per_run]))
     return {"runs": len(runs), "subnets": len(archs), "sequences": len(names),
-            "seeds": [_training_seed(run) for run in runs], "runs_tau": pairs,
+            "seeds": seeds, "runs_tau": pairs,
             "run_spread": float(np.sqrt(np.mean(np.var(ao, axis=0, ddof=1)))),
             "subnet_spread": float(np.std(ao.mean(0), ddof=1)),
             "sequences_self_tau": {"one_run": [r["whole_tau"] for r in per_run], "mean": mean["whole_tau"]},
@@ -521,9 +526,9 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
     for record in tqdm(results.records, desc="inherited", unit="subnet", disable=not progress):
         arch = net.space.decode(record["arch"])
         key = f"{hashlib.sha256(f'{identity}:{arch}'.encode()).hexdigest()[:20]}.npz"
-        path = next((store / key for store in stores if (store / key).exists()), cache / key)
-        if path.exists():
-            with np.load(path) as stored:
+        found = next((store / key for store in stores if (store / key).exists()), None)
+        if found is not None:
+            with np.load(found) as stored:
                 preds = {s.name: stored[s.name] for s in sequences}
         else:
             if tracks is not None:
@@ -532,7 +537,7 @@ def rank_supernet(supernet: str | Path, standalone: str | Path, out: str | Path,
             preds, _ = track_sequences(inherited_subnet(net, arch, calibration), sequences, tracker)
             buffer = io.BytesIO()
             np.savez(buffer, **preds)
-            atomic_write(path, buffer.getvalue())
+            atomic_write(cache / key, buffer.getvalue())
 
         def fitness(seqs: list) -> float:
             return score_tracks(seqs, {s.name: preds[s.name][:len(s)] for s in seqs}).fitness
