@@ -13,7 +13,8 @@ from lighttrack_nas.cost.latency import network_latency
 from lighttrack_nas.data.sequence import Sequence
 from lighttrack_nas.deploy import BACKENDS, FusedTrackingNet, fuse, inference_model
 from lighttrack_nas.deploy.onnx import OnnxTrackingModel, export_branches, onnx_runner, session_options, template_path
-from lighttrack_nas.deploy.quantize import CalibrationError, calibration_crops, check_crops, quantize_branches
+from lighttrack_nas.deploy.quantize import (CalibrationError, calibration_crops, check_crops, output_layers,
+                                           quantize_branches)
 from lighttrack_nas.models import build_supernet, load_tracking_model
 from lighttrack_nas.models.ops import MBConv
 from lighttrack_nas.tracker import Tracker
@@ -194,6 +195,16 @@ def test_int8_backend_tracks_like_float(supernet, tmp_path):
     kept = quantize_branches(*graphs, crops, keep_float=["MatMul"])[1]   # the correlation left in float...
     assert int8_matmuls(frame) and all(int8_matmuls(frame))
     assert sum(int8_matmuls(kept)) <= len(int8_matmuls(kept)) // 2   # ...but where ONNX Runtime fuses DQ -> op -> Q
+    def output_producers(graph) -> list[str]:
+        made_by = {out: n.op_type for n in graph.graph.node for out in n.output}
+        return [made_by[o.name] for o in graph.graph.output]
+
+    assert set(output_producers(frame)) == {"DequantizeLinear"}   # by default the heads' outputs are 8-bit
+    floated = quantize_branches(*graphs, crops, keep_float=["Output"])[1]
+    assert "DequantizeLinear" not in output_producers(floated)   # the last layers write float outputs
+    weights = {w.name for w in floated.graph.initializer}
+    heads = [n for n in floated.graph.node if n.name in output_layers(floated.graph) and n.op_type == "Conv"]
+    assert len(heads) == 2 and all(n.input[1] in weights for n in heads)   # cls and reg: float weights
     with pytest.raises(ValueError, match=r"keep_float: \['Softmax3D'\] are not op types of this graph; its op types: .*'MatMul'"):
         quantize_branches(*graphs, crops, keep_float=["Softmax3D"])
 

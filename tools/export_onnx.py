@@ -56,8 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-split", default="train", help="split of --data (default: %(default)s)")
     p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
                    help="with --int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
-                        "for Swish and SE, DepthwiseConv for grouped convolutions); an op type the graph lacks is "
-                        "refused with the ones it has (default: none)")
+                        "for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
+                        "layers, so the outputs stay float); an op type the graph lacks is refused with the ones "
+                        "it has (default: none)")
     p.add_argument("--int8-agreement", type=float, default=0.9,
                    help="least share of check crops whose int8 classification peak is the float one's "
                         "(default: %(default)s)")

@@ -70,8 +70,9 @@ def parse_args() -> argparse.Namespace:
                         "come from; never the split being tracked (default: %(default)s)")
     p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
                    help="onnxruntime-int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid "
-                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions); an op type the graph "
-                        "lacks is refused with the ones it has (default: none)")
+                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions, Output for the "
+                        "heads' last layers, so the outputs stay float); an op type the graph lacks is refused "
+                        "with the ones it has (default: none)")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")

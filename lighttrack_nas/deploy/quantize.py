@@ -5,9 +5,10 @@ The float frame graph of :func:`~lighttrack_nas.deploy.onnx.export_branches` is 
 calibrated (min / max, or a percentile) on tracking crops, whose template features come from the
 float template graph. The template graph stays float by default: it runs once per sequence, so
 its speed does not matter and its precision is kept (``quantize_template=True`` quantises it too).
-Op types listed in ``keep_float`` (ONNX op types, and ``DepthwiseConv`` for grouped convolutions)
-get no quantisation of their own. Where every input of such an op still arrives dequantised (its
-producers' outputs are quantised for other consumers) and its output is quantised for the next op,
+Op types listed in ``keep_float`` (ONNX op types, ``DepthwiseConv`` for grouped convolutions, and
+``Output`` for the layers that write the graph's outputs) get no quantisation of their own. Where
+every input of such an op still arrives dequantised (its producers' outputs are quantised for other
+consumers) and its output is quantised for the next op,
 ONNX Runtime's QDQ fusion runs it in int8 all the same: of LightTrack-Mobile's four MatMuls,
 ``keep_float=["MatMul"]`` leaves three in float.
 
@@ -86,6 +87,25 @@ def _kind(node: onnx.NodeProto) -> str:
     return "DepthwiseConv" if node.op_type == "Conv" and groups and groups[0] > 1 else node.op_type
 
 
+WEIGHTED_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+
+
+def output_layers(graph: onnx.GraphProto) -> set[str]:
+    """Names of the nodes between each graph output and the nearest Conv / MatMul / Gemm above it,
+    inclusive (the heads' last layers: ``keep_float=["Output"]``), so the outputs stay float."""
+    producer = {out: node for node in graph.node for out in node.output}
+    names: set[str] = set()
+    stack = [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in names:
+            continue
+        names.add(node.name)
+        if node.op_type not in WEIGHTED_OPS:
+            stack += list(node.input)
+    return names
+
+
 def _metadata(proto: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
@@ -110,15 +130,18 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
             extra["CalibPercentile"] = 99.999
         with quiet_loggers("", "onnxruntime"):  # a line per tensor whose scale it adjusts
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            nodes = [(n.name, _kind(n)) for n in onnx.load(str(pre)).graph.node]
-            kinds = {kind for _, kind in nodes}
+            pre_graph = onnx.load(str(pre)).graph
+            nodes = [(n.name, _kind(n)) for n in pre_graph.node]
+            kinds = {kind for _, kind in nodes} | {"Output"}
             unknown = sorted(set(keep_float) - kinds)
             if unknown:
                 raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: {sorted(kinds)}")
-            keep = sorted(name for name, kind in nodes if kind in set(keep_float))
+            keep = {name for name, kind in nodes if kind in set(keep_float)}
+            if "Output" in keep_float:
+                keep |= output_layers(pre_graph)
             quantize_static(str(pre), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=ACTIVATION_TYPES[activations],
-                            weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=sorted(keep),
                             calibrate_method=CALIBRATION_METHODS[method], extra_options=extra)
         proto = onnx.load(str(dst))
     del proto.metadata_props[:]
