@@ -199,9 +199,11 @@ def test_int8_backend_tracks_like_float(supernet, tmp_path):
         made_by = {out: n.op_type for n in graph.graph.node for out in n.output}
         return [made_by[o.name] for o in graph.graph.output]
 
-    assert set(output_producers(frame)) == {"DequantizeLinear"}   # by default the heads' outputs are 8-bit
+    all_int8 = quantize_branches(*graphs, crops, keep_float=())[1]
+    assert set(output_producers(all_int8)) == {"DequantizeLinear"}   # every layer int8: 8-bit outputs
     floated = quantize_branches(*graphs, crops, keep_float=["Output"])[1]
     assert "DequantizeLinear" not in output_producers(floated)   # the last layers write float outputs
+    assert floated.SerializeToString() == frame.SerializeToString()   # the default
     weights = {w.name for w in floated.graph.initializer}
     heads = [n for n in floated.graph.node if n.name in output_layers(floated.graph) and n.op_type == "Conv"]
     assert len(heads) == 2 and all(n.input[1] in weights for n in heads)   # cls and reg: float weights

@@ -54,11 +54,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", default=None,
                    help="GOT-10k-layout data root whose --calibration-split gives the calibration crops")
     p.add_argument("--calibration-split", default="train", help="split of --data (default: %(default)s)")
-    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
+    p.add_argument("--keep-float", nargs="*", default=None, metavar="OP",
                    help="with --int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
                         "for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
-                        "layers, so the outputs stay float); an op type the graph lacks is refused with the ones "
-                        "it has (default: none)")
+                        "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
+                        "Output (the outputs stay float); the flag alone quantises every layer")
     p.add_argument("--int8-agreement", type=float, default=0.9,
                    help="least share of check crops whose int8 classification peak is the float one's "
                         "(default: %(default)s)")
@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
         p.error("--threads must be >= 1")
     if args.int8 and args.data is None:
         p.error("--int8 needs --data (the calibration crops come from its --calibration-split)")
-    if args.keep_float and not args.int8:
+    if args.keep_float is not None and not args.int8:
         p.error("--keep-float only applies with --int8")
     if args.int8 and args.calibration < 1:
         p.error(f"--calibration {args.calibration}: need at least 1 crop pair")

@@ -68,11 +68,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-split", default="train",
                    help="onnxruntime-int8: the split of --root (same --dataset layout) the calibration crops "
                         "come from; never the split being tracked (default: %(default)s)")
-    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
+    p.add_argument("--keep-float", nargs="*", default=None, metavar="OP",
                    help="onnxruntime-int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid "
-                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions, Output for the "
-                        "heads' last layers, so the outputs stay float); an op type the graph lacks is refused "
-                        "with the ones it has (default: none)")
+                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
+                        "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
+                        "Output (the outputs stay float); the flag alone quantises every layer")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")
@@ -83,7 +83,7 @@ def parse_args() -> argparse.Namespace:
         args.split = "val"
     if args.threads < 1 or (args.sequences is not None and args.sequences < 1):
         p.error("--threads and --sequences must be >= 1")
-    if args.keep_float and args.backend != "onnxruntime-int8":
+    if args.keep_float is not None and args.backend != "onnxruntime-int8":
         p.error("--keep-float only applies to --backend onnxruntime-int8")
     if args.backend == "onnxruntime-int8":
         if args.calibration < 1:

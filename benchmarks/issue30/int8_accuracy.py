@@ -6,13 +6,14 @@
 
 Each checkpoint is tracked with ``tools/test.py --backend onnxruntime`` and ``--backend
 onnxruntime-int8`` (calibrated on ``--calibration`` crop pairs of the train split) on every split, and
-scored with ``tools/eval.py``. Prints and writes ``OUT/accuracy.json`` (``accuracy-OP....json`` with
-``--keep-float OP...``): per checkpoint and pooled over
-them, the int8 - float32 AO with a 95 % paired bootstrap interval over the sequences (pooled: the
-checkpoints as rows crossed with the sequences, ``evaluate.paired_bootstrap``, the sequences weighted
-by the frames their AO counts, as AO pools them). A result folder is kept when it holds every sequence
-and its ``NAME.json`` beside it names the same checkpoint (digest), backend, calibration and threads,
-so a re-run tracks only what is missing or stale.
+scored with ``tools/eval.py``. Prints and writes ``OUT/accuracy-OP....json``, named after the
+``--keep-float`` op types (by default ``Output``, the int8 backend's default: ``accuracy-Output.json``;
+``--keep-float`` alone quantises every layer: ``accuracy.json``): per checkpoint and pooled over them,
+the int8 - float32 AO with a 95 % paired bootstrap interval over the sequences (pooled: the checkpoints
+as rows crossed with the sequences, ``evaluate.paired_bootstrap``, the sequences weighted by the frames
+their AO counts, as AO pools them). A result folder is kept when it holds every sequence and its
+``NAME.json`` beside it names the same checkpoint (digest), backend, calibration, threads and kept op
+types, so a re-run tracks only what is missing or stale.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.data import open_dataset
+from lighttrack_nas.deploy.quantize import DEFAULT_KEEP_FLOAT
 from lighttrack_nas.evaluate import paired_bootstrap
 from lighttrack_nas.io import write_json
 from lighttrack_nas.search.runner import file_digest
@@ -50,9 +52,10 @@ def main() -> int:
     p.add_argument("--out", required=True, type=Path, help="output folder: tracker results and accuracy.json")
     p.add_argument("--calibration", type=int, default=128, help="int8 calibration crop pairs (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads per tracker (default: %(default)s)")
-    p.add_argument("--keep-float", nargs="+", default=[], metavar="OP",
-                   help="int8: op types given no quantisation (tools/test.py --keep-float); the int8 results are "
-                        "named after them, so variants share OUT and its float32 results (default: none)")
+    p.add_argument("--keep-float", nargs="*", default=list(DEFAULT_KEEP_FLOAT), metavar="OP",
+                   help="int8: op types given no quantisation (tools/test.py --keep-float; the flag alone: none); "
+                        "the int8 results and the report are named after them (accuracy-OP....json), so variants "
+                        "share OUT and its float32 results (default: %(default)s)")
     args = p.parse_args()
     names = [f"{path.parent.name}" for path in args.checkpoints]
     if len(set(names)) < len(names):
@@ -77,7 +80,7 @@ def main() -> int:
                     _tool("test.py", "--checkpoint", checkpoint, "--dataset", "got10k", "--root", args.root, "--split",
                           split, "--out", args.out / split, "--name", folder.name, "--backend", backend, "--threads",
                           args.threads, "--calibration", args.calibration,
-                          *(["--keep-float", *args.keep_float] if int8 and args.keep_float else []))
+                          *(["--keep-float", *args.keep_float] if int8 else []))
                     write_json(stamp, settings)
                 scores[backend] = json.loads(_tool("eval.py", "--dataset", "got10k", "--root", args.root, "--split",
                                                    split, "--results", folder, "--json"))

@@ -49,7 +49,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    models = {"lighttrack-mobile": build_subnet(load_space(ROOT / "search_spaces" / "lighttrack.yaml"), "lighttrack-mobile")}
+    space = load_space(ROOT / "search_spaces" / "lighttrack.yaml")
+    models = {"lighttrack-mobile": build_subnet(space, "lighttrack-mobile")}
     models.update({path.parent.name: load_tracking_model(path, None) for path in args.checkpoints})
     for label, model in models.items():
         runs, feed = sessions(model)

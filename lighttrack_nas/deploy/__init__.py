@@ -22,14 +22,15 @@ BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 
 def inference_model(model: nn.Module, backend: str = "torch", threads: int = 1,
                     calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                    keep_float: Sequence[str] = ()) -> nn.Module:
+                    keep_float: Sequence[str] | None = None) -> nn.Module:
     """The deployment form of ``model`` for ``backend`` (one of :data:`BACKENDS`), in eval mode.
 
     A :class:`TrackingNet` subnet is fused first; any other tracking model (``template``/``track``)
     runs as given on ``torch``, and needs ``template_features``/``head`` to be exported.
     ``onnxruntime-int8`` needs ``calibration``: tracking crop pairs ``(z, x)`` at the model's crop sizes
     (:func:`~lighttrack_nas.deploy.quantize.calibration_crops`); ``keep_float`` names op types it leaves
-    in float (:func:`~lighttrack_nas.deploy.quantize.quantize_graph`).
+    in float (:func:`~lighttrack_nas.deploy.quantize.quantize_graph`; ``None``: its default, the heads'
+    output layers).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")

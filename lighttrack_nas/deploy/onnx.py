@@ -112,10 +112,11 @@ def export_branches(model: TrackingNet) -> tuple[onnx.ModelProto, onnx.ModelProt
 
 def export_onnx(model: TrackingNet, path: str | Path,
                 calibration: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                keep_float: Sequence[str] = ()) -> tuple[Path, Path]:
+                keep_float: Sequence[str] | None = None) -> tuple[Path, Path]:
     """Write the template graph to ``template_path(path)`` and the frame graph to ``path`` (each
     atomically); with ``calibration`` crops the frame graph is quantised to int8 first, but for the op
-    types in ``keep_float`` (:func:`~lighttrack_nas.deploy.quantize.quantize_branches`)."""
+    types in ``keep_float`` (``None``: the heads' output layers,
+    :func:`~lighttrack_nas.deploy.quantize.quantize_graph`)."""
     path = Path(path)
     template, frame = export_branches(model)
     if calibration is not None:
@@ -225,7 +226,7 @@ def onnx_runner(module: nn.Module, inputs: Sequence[torch.Tensor], threads: int 
         from .quantize import quantize_graph
 
         graph = quantize_graph(graph, [{n: _numpy(torch.randn_like(t)) for n, t in zip(names, inputs)}
-                                       for _ in range(2)])
+                                       for _ in range(2)], keep_float=())   # a block's output is int8 in context
     session = create_session(graph, threads, optimization)
     feeds = {n: _numpy(t) for n, t in zip(names, inputs)}
     return lambda: session.run(None, feeds)

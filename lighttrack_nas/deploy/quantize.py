@@ -6,7 +6,9 @@ calibrated (min / max, or a percentile) on tracking crops, whose template featur
 float template graph. The template graph stays float by default: it runs once per sequence, so
 its speed does not matter and its precision is kept (``quantize_template=True`` quantises it too).
 Op types listed in ``keep_float`` (ONNX op types, ``DepthwiseConv`` for grouped convolutions, and
-``Output`` for the layers that write the graph's outputs) get no quantisation of their own. Where
+``Output`` for the layers that write the graph's outputs) get no quantisation of their own; the
+default, :data:`DEFAULT_KEEP_FLOAT`, keeps the heads' output layers float (chosen on val: issue 30,
+docs/benchmarks.md), so the classification logits and box distances are not rounded to 8 bits. Where
 every input of such an op still arrives dequantised (its producers' outputs are quantised for other
 consumers) and its output is quantised for the next op,
 ONNX Runtime's QDQ fusion runs it in int8 all the same: of LightTrack-Mobile's four MatMuls,
@@ -36,6 +38,8 @@ CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": Calibra
                        "entropy": CalibrationMethod.Entropy}
 """Activation range estimators of ONNX Runtime's calibrator."""
 ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+DEFAULT_KEEP_FLOAT = ("Output",)
+"""What the int8 backend leaves float unless told otherwise: the heads' output layers."""
 
 Crops = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
@@ -111,10 +115,12 @@ def _metadata(proto: onnx.ModelProto) -> dict[str, str]:
 
 
 def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]], method: str = "minmax",
-                   activations: str = "uint8", keep_float: Sequence[str] = (), per_channel: bool = True,
+                   activations: str = "uint8", keep_float: Sequence[str] | None = None, per_channel: bool = True,
                    reduce_range: bool = False) -> onnx.ModelProto:
-    """Static QDQ quantisation of ``graph`` calibrated on ``feeds`` (input name -> array); the graph's
-    metadata is kept and ``precision: int8`` added."""
+    """Static QDQ quantisation of ``graph`` calibrated on ``feeds`` (input name -> array), but for the op
+    types in ``keep_float`` (``None``: :data:`DEFAULT_KEEP_FLOAT`); the graph's metadata is kept and
+    ``precision: int8`` added."""
+    keep_float = DEFAULT_KEEP_FLOAT if keep_float is None else tuple(keep_float)
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {list(CALIBRATION_METHODS)}")
     if activations not in ACTIVATION_TYPES:
@@ -151,7 +157,8 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
 
 
 def quantize_branches(template: onnx.ModelProto, frame: onnx.ModelProto, crops: Crops, method: str = "minmax",
-                      activations: str = "uint8", keep_float: Sequence[str] = (), quantize_template: bool = False,
+                      activations: str = "uint8", keep_float: Sequence[str] | None = None,
+                      quantize_template: bool = False,
                       per_channel: bool = True, reduce_range: bool = False) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """The (template, frame) graphs with the frame graph (and with ``quantize_template`` the template
     graph too) quantised to int8, calibrated on tracking ``crops``."""
