@@ -243,14 +243,19 @@ def test_latency_budget_builds_a_table_and_measures_finalists(micro, tmp_path):
 def test_search_targets_int8_latency_with_a_fitted_model(micro, tmp_path):
     """--backend onnxruntime-int8: the predictor must be one fitted for int8, and the finalists are
     measured as int8 ONNX Runtime graphs; a config's regression_subnets fits the model itself."""
-    from lighttrack_nas.cost.latency import random_architectures
+    from lighttrack_nas.cost.latency import backend_settings, random_architectures
     from lighttrack_nas.cost.predictor import LatencyModel
 
     config, checkpoint = micro
     net = build_supernet(experiment_space(load_experiment(config)))
     archs = random_architectures(net, 12, 0)
-    model = LatencyModel.fit(net, archs, [1e-3 * (1 + i % 3) for i in range(12)],
-                             {"backend": "onnxruntime-int8", "threads": 1})
+    times = [1e-3 * (1 + i % 3) for i in range(12)]
+    LatencyModel.fit(net, archs, times, {"backend": "onnxruntime-int8", "threads": 1}).save(tmp_path / "old.json")
+    with pytest.raises(ValueError, match=r"made for int8 graphs keeping nothing float, but the int8 backend keeps "
+                                         r"\['Output'\] float: rebuild it"):   # a predictor of the all-int8 graphs
+        _search(micro, tmp_path / "old", latency_budget="1s", lut=str(tmp_path / "old.json"),
+                latency_backend="onnxruntime-int8")
+    model = LatencyModel.fit(net, archs, times, {**backend_settings("onnxruntime-int8"), "threads": 1})
     model.save(tmp_path / "int8.json")
     out = tmp_path / "int8"
     result = _search(micro, out, latency_budget="1s", lut=str(tmp_path / "int8.json"),

@@ -69,6 +69,16 @@ def _check_backend(backend: str) -> None:
         raise ValueError(f"unknown latency backend {backend!r}; choose from {list(BACKENDS)}")
 
 
+def backend_settings(backend: str) -> dict[str, Any]:
+    """What decides the graphs ``backend`` times, for a predictor's metadata: the backend, and for
+    ``onnxruntime-int8`` the op types its graphs keep float (a predictor made before that setting has none)."""
+    if backend != "onnxruntime-int8":
+        return {"backend": backend}
+    from ..deploy.quantize import DEFAULT_KEEP_FLOAT
+
+    return {"backend": backend, "keep_float": list(DEFAULT_KEEP_FLOAT)}
+
+
 def deployed(model: nn.Module, backend: str = "torch", threads: int = 1) -> nn.Module:
     """``model`` as ``backend`` runs it when timed: as given (torch), or its fused form exported to ONNX
     Runtime, float or int8 (calibrated on random crops, which leaves its speed as it is)."""
@@ -137,7 +147,7 @@ class LatencyTable:
         if len(sums) >= 3 and np.ptp(sums) > 0:
             scale, overhead = (float(v) for v in np.polyfit(sums, measured, 1))
         meta = {"space": supernet.space.name, "settings": supernet.space.settings, "threads": threads,
-                "backend": backend, "machine": machine_info(), "fit_subnets": fit_subnets}
+                **backend_settings(backend), "machine": machine_info(), "fit_subnets": fit_subnets}
         table = cls(paths.entries, overhead, meta, scale)
         table._paths = paths
         return table

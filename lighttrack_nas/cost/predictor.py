@@ -24,7 +24,7 @@ from ..io import write_json
 from ..machine import machine_info
 from ..models.lighttrack import LightTrackSupernet
 from ..space.space import Architecture
-from .latency import LatencyTable, _check_backend, random_architectures, time_subnets
+from .latency import LatencyTable, _check_backend, backend_settings, random_architectures, time_subnets
 from .count import fvcore_macs
 from .table import PathTable
 
@@ -114,8 +114,8 @@ class LatencyModel:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         archs = random_architectures(supernet, fit_subnets, seed)
         seconds = np.median(time_subnets(supernet, archs, threads, backend, repeats, min_run_time, progress), axis=0)
-        meta = {"threads": threads, "backend": backend, "machine": machine_info(), "min_run_time": min_run_time,
-                "seed": seed, "repeats": repeats}
+        meta = {"threads": threads, **backend_settings(backend), "machine": machine_info(),
+                "min_run_time": min_run_time, "seed": seed, "repeats": repeats}
         return cls.fit(supernet, archs, seconds, meta)
 
     def bind(self, supernet: LightTrackSupernet) -> "LatencyModel":

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from ..cost.latency import BACKENDS as LATENCY_BACKENDS
-from ..cost.latency import LatencyTable, network_latency
+from ..cost.latency import LatencyTable, backend_settings, network_latency
 from ..cost.predictor import LatencyModel, load_latency_predictor
 from ..cost.table import CostTable
 from ..io import atomic_write, locked, write_json
@@ -327,6 +327,10 @@ def _latency_table(net: torch.nn.Module, budgets: Budgets, lut: str | None, out:
         if made != (threads, backend):
             raise ValueError(f"{lut}: made for {made[1]} at {made[0]} thread(s), but this search measures {backend} "
                              f"at --threads {threads}: rebuild it (tools/build_latency_lut.py --backend {backend})")
+        kept, wanted = table.meta.get("keep_float", []), backend_settings(backend).get("keep_float", [])
+        if kept != wanted:
+            raise ValueError(f"{lut}: made for int8 graphs keeping {kept or 'nothing'} float, but the int8 backend "
+                             f"keeps {wanted} float: rebuild it (tools/build_latency_lut.py --backend {backend})")
         return table, lut
     if budgets.latency is None:
         return None, None
