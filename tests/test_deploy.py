@@ -211,6 +211,25 @@ def test_int8_backend_tracks_like_float(supernet, tmp_path):
         quantize_branches(*graphs, crops, keep_float=["Softmax3D"])
 
 
+def test_output_layers_stop_at_the_nearest_weighted_op():
+    from onnx import TensorProto, helper
+
+    def graph(*nodes, outputs=("y", "r", "e")):
+        vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", *outputs)]
+        return helper.make_graph(list(nodes), "g", vi[:1], vi[1:])
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv_a"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu_y"),           # output 1: Relu <- Conv
+             helper.make_node("Conv", ["a", "w"], ["b"], name="conv_b"),
+             helper.make_node("Add", ["b", "a"], ["r"], name="add_r"),        # output 2: Add <- two Convs
+             helper.make_node("Sigmoid", ["x"], ["e"], name="sig_e")]         # output 3: no weighted op above
+    assert output_layers(graph(*nodes)) == {"relu_y", "conv_a", "add_r", "conv_b", "sig_e"}
+    assert output_layers(graph(*nodes, outputs=("y",))) == {"relu_y", "conv_a"}
+    unnamed = helper.make_node("Relu", ["a"], ["y"])
+    with pytest.raises(ValueError, match="a Relu node writing \\['y'\\] has no name"):
+        output_layers(graph(nodes[0], unnamed, outputs=("y",)))
+
+
 def test_int8_calibration_errors_are_named(supernet, tmp_path):
     sub = supernet.extract(supernet.space.decode(ARCH))
     with pytest.raises(CalibrationError, match="needs calibration crops"):

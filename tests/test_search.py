@@ -251,8 +251,8 @@ def test_search_targets_int8_latency_with_a_fitted_model(micro, tmp_path):
     archs = random_architectures(net, 12, 0)
     times = [1e-3 * (1 + i % 3) for i in range(12)]
     LatencyModel.fit(net, archs, times, {"backend": "onnxruntime-int8", "threads": 1}).save(tmp_path / "old.json")
-    with pytest.raises(ValueError, match=r"made for int8 graphs keeping nothing float, but the int8 backend keeps "
-                                         r"\['Output'\] float: rebuild it"):   # a predictor of the all-int8 graphs
+    with pytest.raises(ValueError, match=r"old.json: made for onnxruntime-int8 graphs keeping nothing float, but "
+                                         r"that backend now keeps \['Output'\] float: rebuild it"):   # all-int8 graphs
         _search(micro, tmp_path / "old", latency_budget="1s", lut=str(tmp_path / "old.json"),
                 latency_backend="onnxruntime-int8")
     model = LatencyModel.fit(net, archs, times, {**backend_settings("onnxruntime-int8"), "threads": 1})
@@ -261,6 +261,7 @@ def test_search_targets_int8_latency_with_a_fitted_model(micro, tmp_path):
     result = _search(micro, out, latency_budget="1s", lut=str(tmp_path / "int8.json"),
                      latency_backend="onnxruntime-int8")
     assert result["latency"]["backend"] == "onnxruntime-int8" and 0 < result["best"]["latency_ms"] <= 1000
+    assert result["latency"]["keep_float"] == ["Output"]   # what the measured int8 graphs kept float
     fitted = tmp_path / "fitted.yaml"
     fitted.write_text(yaml.safe_dump({"extends": str(config), "search": {
         **MICRO_SEARCH, "generations": 1, "latency": {**MICRO_SEARCH["latency"], "regression_subnets": 10}}}))

@@ -58,7 +58,8 @@ def parse_args() -> argparse.Namespace:
                    help="with --int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
                         "for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
                         "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
-                        "Output (the outputs stay float); the flag alone quantises every layer")
+                        "Output (the outputs stay float); op types given replace it (name Output too to keep it); "
+                        "the flag alone quantises every layer")
     p.add_argument("--int8-agreement", type=float, default=0.9,
                    help="least share of check crops whose int8 classification peak is the float one's "
                         "(default: %(default)s)")

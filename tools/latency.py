@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from lighttrack_nas.cli import run_cli
 from lighttrack_nas.cost import CostTable
-from lighttrack_nas.cost.latency import (BACKENDS, latency_result, measure_random_subnets, network_latency,
-                                         subnet_steps, validate_table)
+from lighttrack_nas.cost.latency import (BACKENDS, backend_settings, latency_result, measure_random_subnets,
+                                         network_latency, subnet_steps, validate_table)
 from lighttrack_nas.cost.predictor import load_latency_predictor
 from lighttrack_nas.io import new_figure, save_figure
 from lighttrack_nas.machine import describe_machine
@@ -108,7 +108,7 @@ def main() -> int:
     table = load_latency_predictor(args.lut).bind(supernet) if args.lut else None
     threads = args.threads or (table.meta["threads"] if table else 1)
     backend = args.backend or (table.meta.get("backend", "torch") if table else "torch")
-    out: dict = {"machine": describe_machine(), "threads": threads, "backend": backend}
+    out: dict = {"machine": describe_machine(), "threads": threads, **backend_settings(backend)}
     if args.checkpoint:
         model = load_tracking_model(args.checkpoint, args.arch)  # its own stored space, if any
         out["measured"] = latency_result(network_latency(model, threads, backend=backend))

@@ -72,7 +72,8 @@ def parse_args() -> argparse.Namespace:
                    help="onnxruntime-int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid "
                         "Mul for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
                         "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
-                        "Output (the outputs stay float); the flag alone quantises every layer")
+                        "Output (the outputs stay float); op types given replace it (name Output too to keep it); "
+                        "the flag alone quantises every layer")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")

@@ -49,7 +49,7 @@ def main() -> int:
     p.add_argument("--checkpoints", nargs="+", required=True, type=Path, help="trained subnet checkpoints (.pt)")
     p.add_argument("--root", required=True, type=Path, help="GOT-10k-layout data root with the splits and train")
     p.add_argument("--splits", nargs="+", default=["val", "test"], help="splits to track (default: %(default)s)")
-    p.add_argument("--out", required=True, type=Path, help="output folder: tracker results and accuracy.json")
+    p.add_argument("--out", required=True, type=Path, help="output folder: tracker results and accuracy-OP....json")
     p.add_argument("--calibration", type=int, default=128, help="int8 calibration crop pairs (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="threads per tracker (default: %(default)s)")
     p.add_argument("--keep-float", nargs="*", default=list(DEFAULT_KEEP_FLOAT), metavar="OP",

@@ -22,7 +22,8 @@ def mobile_frame_graphs() -> tuple[onnx.ModelProto, onnx.ModelProto, dict[str, n
     torch.manual_seed(0)
     model = build_subnet(load_space(ROOT / "search_spaces" / "lighttrack.yaml"), "lighttrack-mobile").eval()
     template, frame = export_branches(fuse(model))
-    _, frame8 = quantize_branches(template, frame, random_crops(model.template_size, model.search_size, 8))
+    _, frame8 = quantize_branches(template, frame, random_crops(model.template_size, model.search_size, 8),
+                                  keep_float=())   # every layer int8, as the probes measured it
     session = create_session(template)
     z = np.random.default_rng(0).normal(size=(1, 3, model.template_size, model.template_size)).astype(np.float32)
     x = np.random.default_rng(1).normal(size=(1, 3, model.search_size, model.search_size)).astype(np.float32)

@@ -155,7 +155,8 @@ def _ridge_nnls(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
 
 def load_latency_predictor(path: str | Path) -> LatencyTable | LatencyModel:
     """A latency table (tools/build_latency_lut.py --predictor lut) or fitted latency model
-    (--predictor regression) from its JSON file; call ``bind(supernet)`` before ``predict``."""
+    (--predictor regression) from its JSON file; call ``bind(supernet)`` before ``predict``. One made
+    for graphs the backend no longer builds (int8 graphs with other op types kept float) is refused."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -164,7 +165,15 @@ def load_latency_predictor(path: str | Path) -> LatencyTable | LatencyModel:
         raise ValueError(f"{path}: not a latency predictor ({err})") from None
     if isinstance(data, dict) and data.get("kind") == LatencyModel.kind:
         try:
-            return LatencyModel.from_dict(data)
+            predictor = LatencyModel.from_dict(data)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a latency model ({err})") from None
-    return LatencyTable.load(path)
+    else:
+        predictor = LatencyTable.load(path)
+    backend = predictor.meta.get("backend", "torch")
+    kept, wanted = predictor.meta.get("keep_float", []), backend_settings(backend).get("keep_float", [])
+    if kept != wanted:
+        raise ValueError(f"{path}: made for {backend} graphs keeping {kept or 'nothing'} float, but that backend "
+                         f"now keeps {wanted or 'nothing'} float: rebuild it (tools/build_latency_lut.py "
+                         f"--backend {backend})")
+    return predictor

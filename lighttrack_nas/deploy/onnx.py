@@ -215,9 +215,11 @@ class OnnxTrackingModel(nn.Module):
 
 def onnx_runner(module: nn.Module, inputs: Sequence[torch.Tensor], threads: int = 1,
                 optimization: str = "all", int8: bool = False) -> Callable[[], list[np.ndarray]]:
-    """Export ``module(*inputs)`` (with ``int8``: quantised, calibrated on normal random inputs of the
-    same shapes) and return a call running it once in ONNX Runtime on those inputs (what a per-op
-    latency table times for the ``onnxruntime`` and ``onnxruntime-int8`` backends)."""
+    """Export ``module(*inputs)`` (with ``int8``: every layer quantised, as blocks are inside the int8
+    graph, calibrated on normal random inputs of the same shapes) and return a call running it once in
+    ONNX Runtime on those inputs (what a per-op latency table times for the ``onnxruntime`` and
+    ``onnxruntime-int8`` backends; the heads' last layers, float in the deployed graph, are timed int8
+    too: a table's fit on whole subnets absorbs the difference)."""
     names = [f"in{i}" for i in range(len(inputs))]
     with torch.no_grad():
         outputs = _as_tuple(module.eval()(*inputs))
@@ -226,7 +228,7 @@ def onnx_runner(module: nn.Module, inputs: Sequence[torch.Tensor], threads: int 
         from .quantize import quantize_graph
 
         graph = quantize_graph(graph, [{n: _numpy(torch.randn_like(t)) for n, t in zip(names, inputs)}
-                                       for _ in range(2)], keep_float=())   # a block's output is int8 in context
+                                       for _ in range(2)], keep_float=())   # blocks as inside the graph
     session = create_session(graph, threads, optimization)
     feeds = {n: _numpy(t) for n, t in zip(names, inputs)}
     return lambda: session.run(None, feeds)

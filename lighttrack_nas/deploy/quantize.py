@@ -96,14 +96,20 @@ WEIGHTED_OPS = frozenset({"Conv", "MatMul", "Gemm"})
 
 def output_layers(graph: onnx.GraphProto) -> set[str]:
     """Names of the nodes between each graph output and the nearest Conv / MatMul / Gemm above it,
-    inclusive (the heads' last layers: ``keep_float=["Output"]``), so the outputs stay float."""
+    inclusive (the heads' last layers: ``keep_float=["Output"]``), so the outputs stay float. A path
+    with no such op is followed up to the graph's inputs. Every node must be named (as ONNX Runtime's
+    pre-processing names them)."""
     producer = {out: node for node in graph.node for out in node.output}
+    seen: set[int] = set()
     names: set[str] = set()
     stack = [o.name for o in graph.output]
     while stack:
         node = producer.get(stack.pop())
-        if node is None or node.name in names:
+        if node is None or id(node) in seen:
             continue
+        if not node.name:
+            raise ValueError(f"output_layers: a {node.op_type} node writing {list(node.output)} has no name")
+        seen.add(id(node))
         names.add(node.name)
         if node.op_type not in WEIGHTED_OPS:
             stack += list(node.input)
@@ -161,7 +167,8 @@ def quantize_branches(template: onnx.ModelProto, frame: onnx.ModelProto, crops: 
                       quantize_template: bool = False,
                       per_channel: bool = True, reduce_range: bool = False) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """The (template, frame) graphs with the frame graph (and with ``quantize_template`` the template
-    graph too) quantised to int8, calibrated on tracking ``crops``."""
+    graph too, with the same ``keep_float``: by default its output layers stay float as well) quantised
+    to int8, calibrated on tracking ``crops``."""
     meta = _metadata(frame)
     missing = [k for k in GEOMETRY if k not in meta]
     if missing:

@@ -151,7 +151,8 @@ class SearchRunner:
                   "best": best, "finalists": top, "evaluations": len(evaluated),
                   "generations": self.search.generation, "search_seconds": self.elapsed,
                   "candidates_per_s": len(evaluated) / self.elapsed if self.elapsed else None,
-                  "latency": {"device": "cpu", "backend": latency_backend, "threads": threads, "machine": machine_info()},
+                  "latency": {"device": "cpu", **backend_settings(latency_backend), "threads": threads,
+                              "machine": machine_info()},
                   **(extra or {})}
         if best is None:
             result["note"] = (f"none of the {len(top)} finalists met the latency budget when measured; the latency "
@@ -327,10 +328,6 @@ def _latency_table(net: torch.nn.Module, budgets: Budgets, lut: str | None, out:
         if made != (threads, backend):
             raise ValueError(f"{lut}: made for {made[1]} at {made[0]} thread(s), but this search measures {backend} "
                              f"at --threads {threads}: rebuild it (tools/build_latency_lut.py --backend {backend})")
-        kept, wanted = table.meta.get("keep_float", []), backend_settings(backend).get("keep_float", [])
-        if kept != wanted:
-            raise ValueError(f"{lut}: made for int8 graphs keeping {kept or 'nothing'} float, but the int8 backend "
-                             f"keeps {wanted} float: rebuild it (tools/build_latency_lut.py --backend {backend})")
         return table, lut
     if budgets.latency is None:
         return None, None
