@@ -11,6 +11,10 @@ Two steps, paid for separately, and a summary (docs/search.md, "Does the superne
   python benchmarks/ranking.py average --standalone runs/ranking/standalone.json runs/ranking_seed1/standalone.json \\
       --out runs/ranking_mean
 
+  # 1c. (optional) the trained checkpoints tracked again on more val sequences, without retraining
+  python benchmarks/ranking.py rescore --standalone runs/ranking/standalone.json \
+      --config experiments/ranking_val256_tiny.yaml --out runs/ranking_val256
+
   # 2. rank them with a supernet's inherited weights (OUT/ranking.json, OUT/ranking.png)
   python benchmarks/ranking.py rank --standalone runs/ranking/standalone.json \\
       --supernet runs/demo/supernet/checkpoint.pt --out runs/ranking/demo_supernet
@@ -30,7 +34,8 @@ val sequences agree on the subnets' order, and so for fitness budgets the search
 sequences of their first F frames). Step 3 applies issue 28's bar (mean tau >= 0.6 over the
 supernets, each one's interval of tau(fitness) - tau(MACs) above 0) and names the score whose
 noise limits the tau. Step 1b averages runs of the same subnets trained with other seeds (the
-stand-alone AO of one training is itself noisy) and prints how the runs agree.
+stand-alone AO of one training is itself noisy) and prints how the runs agree. Step 1c scores the
+checkpoints of any standalone.json (the ranking's, or benchmarks/controls.py's) on a grown split.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ from lighttrack_nas.cli import run_cli, shard_arg
 from lighttrack_nas.io import write_json
 from lighttrack_nas.search.backend import set_threads
 from lighttrack_nas.workflows.ranking import (CEILING_TARGET, average_standalone, rank_supernet, read_ranking,
-                                              summarize_rankings, train_standalone)
+                                              rescore_standalone, summarize_rankings, train_standalone)
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,6 +89,15 @@ def parse_args() -> argparse.Namespace:
     average.add_argument("--out", required=True, type=Path,
                          help="output directory: standalone.json (per-sequence means) and agreement.json; not the "
                               "folder of one of the runs")
+    rescore = steps.add_parser("rescore", help="track a standalone.json's checkpoints again on another config's split")
+    rescore.add_argument("--standalone", required=True, type=Path,
+                         help="standalone.json whose checkpoints (its records' paths, relative to it) are tracked")
+    rescore.add_argument("--config", required=True,
+                         help="a recipe that trains exactly as theirs, its scored split grown or moved (e.g. "
+                              "experiments/ranking_val256_tiny.yaml for ranking_tiny.yaml's subnets)")
+    rescore.add_argument("--split", default="val", help="split to score on (default: %(default)s)")
+    rescore.add_argument("--out", required=True, type=Path,
+                         help="output directory: standalone.json bound to --config (resumable); not the input's folder")
     summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
     summary.add_argument("--rankings", nargs="+", required=True, type=Path,
                          help="ranking.json files written by the rank step, one per supernet")
@@ -146,6 +160,11 @@ def main() -> int:
         return summary_step(args.rankings, args.out, args.target)
     if args.step == "average":
         return average_step(args.standalone, args.out)
+    if args.step == "rescore":
+        results = rescore_standalone(args.standalone, args.config, args.out, args.split)
+        for r in sorted(results.records, key=lambda r: r["macs"]):
+            print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
+        return 0
     set_threads(args.threads)  # tracking is chaotic: the fitness depends on the thread count
     report = rank_supernet(args.supernet, args.standalone, args.out, calibration_images=args.calibration_images,
                            budgets=args.budgets, resamples=args.resamples, tracks=args.tracks)

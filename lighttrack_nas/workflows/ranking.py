@@ -283,6 +283,53 @@ class StandaloneResults:
             write_json(self.path, {"version": STANDALONE_VERSION, "recipe": self.recipe, "subnets": self.records})
 
 
+def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, split: str = "val",
+                       progress: bool = True) -> StandaloneResults:
+    """Track the checkpoints of a ``standalone.json`` again, without training, on ``config``'s ``split`` (e.g.
+    the same generator's val split grown to more sequences) into ``out/standalone.json``, bound to
+    ``config``'s recipe. ``config`` must train exactly as the runs' recipe did (the same space, seed,
+    training, tracker and train split); only the scored split's root and size may differ. Each
+    record keeps its fields, its scores are replaced, and ``checkpoint`` points at the original.
+    Resumable: records already in ``out`` are kept. Tracks with the recipe's ``train.threads``, as the
+    trainings scored them (tracking depends on the thread count)."""
+    from ..config import load_experiment
+    from ..data.sources import load_split
+    from ..evaluate import evaluate_checkpoint
+    from ..tracker import TrackerConfig, tracker_settings
+
+    source = StandaloneResults(path)
+    target = Path(out) / "standalone.json"
+    if target.resolve() == source.path.resolve():
+        raise ValueError(f"--out {out} holds the results re-scored: write them to another folder")
+    cfg = load_experiment(config)
+    recipe = standalone_recipe(cfg) | {"split": split}
+
+    def trained(r: dict[str, Any]) -> dict[str, Any]:   # the recipe but the scored split's root and size
+        data = r.get("data") or {}
+        scored = {k: v for k, v in (data.get("splits") or {}).get(split, {}).items() if k != "sequences"}
+        return {**{k: v for k, v in r.items() if k not in ("data", "split")},
+                "data": {**data_read(data, ("train",)), "root": None, "scored": scored}}
+
+    changed = config_differences(trained(source.recipe), trained(recipe))
+    if changed:
+        raise ValueError(f"{config}: does not train as {source.path}'s recipe ({'; '.join(changed[:6])})")
+    results = StandaloneResults(target, recipe)
+    sequences = load_split(cfg["data"], split)
+    settings = TrackerConfig.from_dict(tracker_settings(cfg))
+    for i, record in enumerate(source.records):
+        if results.get(record["arch"]) is not None:
+            continue
+        checkpoint = (source.path.parent / record["checkpoint"]).resolve()
+        log.info("re-scoring %d/%d (%.1f M MACs) on %d %s sequences", i + 1, len(source.records), record["macs"] / 1e6,
+                 len(sequences), split)
+        score = evaluate_checkpoint(checkpoint, sequences, settings, threads=int(cfg["train"]["threads"]),
+                                    progress=progress).to_dict()
+        results.add({**record, **{k: score[k] for k in ("ao", "sr50", "sr75")}, "checkpoint": str(checkpoint),
+                     "rescored_from": str(source.path.resolve()),
+                     "per_sequence_ao": {name: seq["ao"] for name, seq in score["per_sequence"].items()}})
+    return results
+
+
 def average_standalone(paths: Seq[str | Path], out: str | Path) -> dict[str, Any]:
     """Average stand-alone runs of the same subnets into ``out/standalone.json``: one ``standalone.json``
     per training seed (:func:`train_standalone` ``train_seed``), the same recipe otherwise, scored on the
