@@ -96,6 +96,9 @@ def parse_args() -> argparse.Namespace:
                          help="a recipe that trains exactly as theirs, its scored split grown or moved (e.g. "
                               "experiments/ranking_val256_tiny.yaml for ranking_tiny.yaml's subnets)")
     rescore.add_argument("--split", default="val", help="split to score on (default: %(default)s)")
+    rescore.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
+                         help="re-score only the records whose index is K modulo N, so N processes can share --out "
+                              "(default: 0/1, all)")
     rescore.add_argument("--out", required=True, type=Path,
                          help="output directory: standalone.json bound to --config (resumable); not the input's folder")
     summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
@@ -161,7 +164,7 @@ def main() -> int:
     if args.step == "average":
         return average_step(args.standalone, args.out)
     if args.step == "rescore":
-        results = rescore_standalone(args.standalone, args.config, args.out, args.split)
+        results = rescore_standalone(args.standalone, args.config, args.out, args.split, args.shard)
         for r in sorted(results.records, key=lambda r: r["macs"]):
             print(f"{r['macs'] / 1e6:7.1f} M MACs  AO {r['ao']:.3f}  {r['arch']}")
         return 0

@@ -277,6 +277,27 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     assert [r["standalone_ao"] for r in remeasured] == [mean[r["arch"]]["ao"] for r in remeasured]
     assert len(list((tmp_path / "rank" / "inherited").glob("*.npz"))) == 3 and not (tmp_path / "rank_mean" / "inherited").exists()
 
+    grown = tmp_path / "grown.yaml"  # the same recipe, its val split grown from 4 to 6 sequences in a root of its own
+    grown.write_text(yaml.safe_dump({"extends": str(config), "data": {"root": str(tmp_path / "data6"), "splits": {
+        "val": {"sequences": 6, "frames": 6, "size": [96, 64], "seed": 2}}}}))
+    for shard in ("1/2", "0/2"):   # two processes' shares
+        rescored = run("rescore", "--standalone", out / "standalone.json", "--config", grown, "--out", tmp_path / "grown",
+                       "--shard", shard)
+        assert rescored.returncode == 0, rescored.stderr
+        if shard == "1/2":
+            assert len(json.loads((tmp_path / "grown" / "standalone.json").read_text())["subnets"]) == 1
+    new = {r["arch"]: r for r in json.loads((tmp_path / "grown" / "standalone.json").read_text())["subnets"]}
+    assert set(new) == {r["arch"] for r in records}
+    for r in records:   # the first 4 sequences are the old split, tracked as the training scored them
+        assert len(new[r["arch"]]["per_sequence_ao"]) == 6
+        assert {k: new[r["arch"]]["per_sequence_ao"][k] for k in r["per_sequence_ao"]} == r["per_sequence_ao"]
+        assert new[r["arch"]]["checkpoint"] == str((out / r["checkpoint"]).resolve())
+    other_recipe = tmp_path / "other_recipe.yaml"
+    other_recipe.write_text(yaml.safe_dump({"extends": str(grown), "train": {"iters_per_epoch": 3}}))
+    refused = run("rescore", "--standalone", out / "standalone.json", "--config", other_recipe, "--out", tmp_path / "x")
+    assert refused.returncode != 0 and "does not train as" in refused.stderr and "iters_per_epoch" in refused.stderr
+    assert not (tmp_path / "x").exists()
+
     other = json.loads(json.dumps(report))  # a second supernet's ranking of the same subnets
     other["supernet"] = "another/checkpoint.pt"
     other["ranking"].update(kendall_tau=report["ranking"]["kendall_tau"] - 0.2)

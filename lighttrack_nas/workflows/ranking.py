@@ -284,13 +284,14 @@ class StandaloneResults:
 
 
 def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, split: str = "val",
-                       progress: bool = True) -> StandaloneResults:
+                       shard: tuple[int, int] = (0, 1), progress: bool = True) -> StandaloneResults:
     """Track the checkpoints of a ``standalone.json`` again, without training, on ``config``'s ``split`` (e.g.
     the same generator's val split grown to more sequences) into ``out/standalone.json``, bound to
     ``config``'s recipe. ``config`` must train exactly as the runs' recipe did (the same space, seed,
-    training, tracker and train split); only the scored split's root and size may differ. Each
-    record keeps its fields, its scores are replaced, and ``checkpoint`` points at the original.
-    Resumable: records already in ``out`` are kept. Tracks with the recipe's ``train.threads``, as the
+    training, tracker and train split); only the scored split's root and size may differ, and the
+    source recipe's other keys (e.g. the subnet selection) are kept. Each record keeps its fields, its scores are replaced, and ``checkpoint`` points at the original.
+    Resumable: records already in ``out`` are kept; ``shard`` ``(k, n)`` re-scores only the records whose
+    index is k modulo n, so n processes can share ``out``. Tracks with the recipe's ``train.threads``, as the
     trainings scored them (tracking depends on the thread count)."""
     from ..config import load_experiment
     from ..data.sources import load_split
@@ -303,6 +304,7 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
         raise ValueError(f"--out {out} holds the results re-scored: write them to another folder")
     cfg = load_experiment(config)
     recipe = standalone_recipe(cfg) | {"split": split}
+    recipe = {**source.recipe, **recipe}   # and what else the source was made with (e.g. the train step's selection)
 
     def trained(r: dict[str, Any]) -> dict[str, Any]:   # the recipe but the scored split's root and size
         data = r.get("data") or {}
@@ -316,7 +318,7 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
     results = StandaloneResults(target, recipe)
     sequences = load_split(cfg["data"], split)
     settings = TrackerConfig.from_dict(tracker_settings(cfg))
-    for i, record in enumerate(source.records):
+    for i, record in sharded(source.records, shard):
         if results.get(record["arch"]) is not None:
             continue
         checkpoint = (source.path.parent / record["checkpoint"]).resolve()
