@@ -50,6 +50,11 @@ from lighttrack_nas.workflows.ranking import (CEILING_TARGET, average_standalone
                                               rescore_standalone, summarize_rankings, train_standalone)
 
 
+def _shard_option(step: argparse.ArgumentParser, what: str) -> None:
+    step.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
+                      help=f"{what} whose index is K modulo N, so N processes can share --out (default: 0/1, all)")
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = p.add_subparsers(dest="step", required=True)
@@ -62,9 +67,7 @@ def parse_args() -> argparse.Namespace:
                        help="seed of the trainings (initialisation and training pairs; default: the config's seed): "
                             "the same subnets trained with another seed measure the run-to-run noise")
     train.add_argument("--split", default="val", help="split the stand-alone subnets are scored on (default: %(default)s)")
-    train.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
-                       help="train only the subnets whose index is K modulo N, so N processes can share --out "
-                            "(default: 0/1, all)")
+    _shard_option(train, "train only the subnets")
     rank = steps.add_parser("rank", help="rank the stand-alone subnets with a supernet's inherited weights")
     rank.add_argument("--standalone", required=True, help="standalone.json written by the train step")
     rank.add_argument("--supernet", required=True, help="supernet checkpoint of the same space")
@@ -96,9 +99,7 @@ def parse_args() -> argparse.Namespace:
                          help="a recipe that trains exactly as theirs, its scored split grown or moved (e.g. "
                               "experiments/ranking_val256_tiny.yaml for ranking_tiny.yaml's subnets)")
     rescore.add_argument("--split", default="val", help="split to score on (default: %(default)s)")
-    rescore.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
-                         help="re-score only the records whose index is K modulo N, so N processes can share --out "
-                              "(default: 0/1, all)")
+    _shard_option(rescore, "re-score only the records")
     rescore.add_argument("--out", required=True, type=Path,
                          help="output directory: standalone.json bound to --config (resumable); not the input's folder")
     summary = steps.add_parser("summary", help="issue 28's bar over several supernets' rankings of one stand-alone set")
