@@ -12,7 +12,7 @@ Two steps, paid for separately, and a summary (docs/search.md, "Does the superne
       --out runs/ranking_mean
 
   # 1c. (optional) the trained checkpoints tracked again on more val sequences, without retraining
-  python benchmarks/ranking.py rescore --standalone runs/ranking/standalone.json \
+  python benchmarks/ranking.py rescore --standalone runs/ranking/standalone.json \\
       --config experiments/ranking_val256_tiny.yaml --out runs/ranking_val256
 
   # 2. rank them with a supernet's inherited weights (OUT/ranking.json, OUT/ranking.png)
@@ -94,7 +94,8 @@ def parse_args() -> argparse.Namespace:
                               "folder of one of the runs")
     rescore = steps.add_parser("rescore", help="track a standalone.json's checkpoints again on another config's split")
     rescore.add_argument("--standalone", required=True, type=Path,
-                         help="standalone.json whose checkpoints (its records' paths, relative to it) are tracked")
+                         help="standalone.json of one run whose checkpoints (its records' paths, relative to it or "
+                              "absolute) are tracked")
     rescore.add_argument("--config", required=True,
                          help="a recipe that trains exactly as theirs, its scored split grown or moved (e.g. "
                               "experiments/ranking_val256_tiny.yaml for ranking_tiny.yaml's subnets)")

@@ -292,6 +292,12 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
         assert len(new[r["arch"]]["per_sequence_ao"]) == 6
         assert {k: new[r["arch"]]["per_sequence_ao"][k] for k in r["per_sequence_ao"]} == r["per_sequence_ao"]
         assert new[r["arch"]]["checkpoint"] == str((out / r["checkpoint"]).resolve())
+    reseeded_rescore = run("rescore", "--standalone", tmp_path / "seed1" / "standalone.json", "--config", grown,
+                           "--out", tmp_path / "grown1")   # a run of another training seed: rescored with its seed
+    assert reseeded_rescore.returncode == 0, reseeded_rescore.stderr
+    averaged_rescore = run("rescore", "--standalone", tmp_path / "mean" / "standalone.json", "--config", grown,
+                           "--out", tmp_path / "x")
+    assert averaged_rescore.returncode != 0 and "an average of several runs" in averaged_rescore.stderr
     other_recipe = tmp_path / "other_recipe.yaml"
     other_recipe.write_text(yaml.safe_dump({"extends": str(grown), "train": {"iters_per_epoch": 3}}))
     refused = run("rescore", "--standalone", out / "standalone.json", "--config", other_recipe, "--out", tmp_path / "x")

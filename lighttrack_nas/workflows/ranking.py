@@ -287,12 +287,14 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
                        shard: tuple[int, int] = (0, 1), progress: bool = True) -> StandaloneResults:
     """Track the checkpoints of a ``standalone.json`` again, without training, on ``config``'s ``split`` (e.g.
     the same generator's val split grown to more sequences) into ``out/standalone.json``, bound to
-    ``config``'s recipe. ``config`` must train exactly as the runs' recipe did (the same space, seed,
-    training, tracker and train split); only the scored split's root and size may differ, and the
-    source recipe's other keys (e.g. the subnet selection) are kept. Each record keeps its fields, its scores are replaced, and ``checkpoint`` points at the original.
-    Resumable: records already in ``out`` are kept; ``shard`` ``(k, n)`` re-scores only the records whose
-    index is k modulo n, so n processes can share ``out``. Tracks with the recipe's ``train.threads``, as the
-    trainings scored them (tracking depends on the thread count)."""
+    ``config``'s recipe (with the runs' training seed). ``config`` must train exactly as the runs' recipe
+    did and score the same split: only ``data.root`` (for generated data) and the scored split's
+    ``sequences`` may differ; the source recipe's other keys (e.g. the subnet selection) are kept. Each
+    record keeps its fields, its scores are replaced, and ``checkpoint`` is the original's absolute path;
+    a checkpoint whose MACs are not the record's is refused. Resumable: records already in ``out`` are
+    kept; ``shard`` ``(k, n)`` re-scores only the records whose index is k modulo n, so n processes can
+    share ``out``. Tracks with the recipe's ``train.threads``, as the trainings scored them (tracking
+    depends on the thread count)."""
     from ..config import load_experiment
     from ..data.sources import load_split
     from ..evaluate import evaluate_checkpoint
@@ -302,30 +304,41 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
     target = Path(out) / "standalone.json"
     if target.resolve() == source.path.resolve():
         raise ValueError(f"--out {out} holds the results re-scored: write them to another folder")
-    cfg = load_experiment(config)
-    recipe = standalone_recipe(cfg) | {"split": split}
-    recipe = {**source.recipe, **recipe}   # and what else the source was made with (e.g. the train step's selection)
+    averaged = not isinstance(source.recipe.get("seed"), (int, type(None)))
+    if averaged or any("checkpoint" not in r for r in source.records):
+        raise ValueError(f"{source.path}: an average of several runs (no checkpoints): re-score each run, then average")
+    if source.recipe.get("split", "val") != split:
+        raise ValueError(f"{source.path}: scored on {source.recipe.get('split', 'val')!r}, not {split!r}")
+    cfg = load_experiment(config, {} if source.recipe.get("seed") is None else {"seed": source.recipe["seed"]})
+    recipe = {**source.recipe, **standalone_recipe(cfg), "split": split}   # keeps e.g. the train step's selection
 
-    def trained(r: dict[str, Any]) -> dict[str, Any]:   # the recipe but the scored split's root and size
+    def trained(r: dict[str, Any]) -> dict[str, Any]:   # the recipe but the root and the scored split's size
         data = r.get("data") or {}
         scored = {k: v for k, v in (data.get("splits") or {}).get(split, {}).items() if k != "sequences"}
+        root = None if data.get("generate", True) else data.get("root")   # as data.sources reads it
         return {**{k: v for k, v in r.items() if k not in ("data", "split")},
-                "data": {**data_read(data, ("train",)), "root": None, "scored": scored}}
+                "data": {**data_read(data, ("train",)), "root": root, "scored": scored}}
 
     changed = config_differences(trained(source.recipe), trained(recipe))
     if changed:
         raise ValueError(f"{config}: does not train as {source.path}'s recipe ({'; '.join(changed[:6])})")
+    jobs = [(i, r, (source.path.parent / r["checkpoint"]).resolve()) for i, r in sharded(source.records, shard)]
+    missing = [str(checkpoint) for _, _, checkpoint in jobs if not checkpoint.exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} checkpoint(s) of {source.path} not found: {', '.join(missing)}")
     results = StandaloneResults(target, recipe)
     sequences = load_split(cfg["data"], split)
     settings = TrackerConfig.from_dict(tracker_settings(cfg))
-    for i, record in sharded(source.records, shard):
+    for i, record, checkpoint in jobs:
         if results.get(record["arch"]) is not None:
             continue
-        checkpoint = (source.path.parent / record["checkpoint"]).resolve()
         log.info("re-scoring %d/%d (%.1f M MACs) on %d %s sequences", i + 1, len(source.records), record["macs"] / 1e6,
                  len(sequences), split)
         score = evaluate_checkpoint(checkpoint, sequences, settings, threads=int(cfg["train"]["threads"]),
                                     progress=progress).to_dict()
+        if abs(score["macs"] - record["macs"]) > 1e-6 * record["macs"]:
+            raise ValueError(f"{checkpoint}: {score['macs'] / 1e6:.1f} M MACs, but its record has "
+                             f"{record['macs'] / 1e6:.1f} M: not the checkpoint of {record['arch']}")
         results.add({**record, **{k: score[k] for k in ("ao", "sr50", "sr75")}, "checkpoint": str(checkpoint),
                      "rescored_from": str(source.path.resolve()),
                      "per_sequence_ao": {name: seq["ao"] for name, seq in score["per_sequence"].items()}})
