@@ -38,3 +38,13 @@ def shard_arg(text: str) -> tuple[int, int]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return k, n
+
+
+def keep_float_option(parser: argparse.ArgumentParser, when: str) -> None:
+    """``--keep-float [OP ...]`` of the int8 tools (``None`` when not given: the int8 backend's default)."""
+    parser.add_argument("--keep-float", nargs="*", default=None, metavar="OP",
+                        help=f"{when}: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
+                             "for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
+                             "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
+                             "Output (the outputs stay float); op types given replace it (name Output too to keep "
+                             "it); the flag alone quantises every layer")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cli import keep_float_option, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", default=None,
                    help="GOT-10k-layout data root whose --calibration-split gives the calibration crops")
     p.add_argument("--calibration-split", default="train", help="split of --data (default: %(default)s)")
-    p.add_argument("--keep-float", nargs="*", default=None, metavar="OP",
-                   help="with --int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid Mul "
-                        "for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
-                        "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
-                        "Output (the outputs stay float); op types given replace it (name Output too to keep it); "
-                        "the flag alone quantises every layer")
+    keep_float_option(p, "with --int8")
     p.add_argument("--int8-agreement", type=float, default=0.9,
                    help="least share of check crops whose int8 classification peak is the float one's "
                         "(default: %(default)s)")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lighttrack_nas.cli import run_cli
+from lighttrack_nas.cli import keep_float_option, run_cli
 from lighttrack_nas.data.readers import open_dataset
 from lighttrack_nas.deploy import BACKENDS, inference_model
 from lighttrack_nas.evaluate.results import write_results
@@ -68,12 +68,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calibration-split", default="train",
                    help="onnxruntime-int8: the split of --root (same --dataset layout) the calibration crops "
                         "come from; never the split being tracked (default: %(default)s)")
-    p.add_argument("--keep-float", nargs="*", default=None, metavar="OP",
-                   help="onnxruntime-int8: ONNX op types left in float (e.g. MatMul for the correlation, Sigmoid "
-                        "Mul for Swish and SE, DepthwiseConv for grouped convolutions, Output for the heads' last "
-                        "layers); an op type the graph lacks is refused with the ones it has. Without the flag: "
-                        "Output (the outputs stay float); op types given replace it (name Output too to keep it); "
-                        "the flag alone quantises every layer")
+    keep_float_option(p, "onnxruntime-int8")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch, ONNX Runtime and OpenCV threads; fix it for comparable timings "
                         "(default: %(default)s)")

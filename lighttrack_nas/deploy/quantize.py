@@ -147,8 +147,10 @@ def quantize_graph(graph: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]
             kinds = {kind for _, kind in nodes} | {"Output"}
             unknown = sorted(set(keep_float) - kinds)
             if unknown:
-                raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: {sorted(kinds)}")
-            keep = {name for name, kind in nodes if kind in set(keep_float)}
+                raise ValueError(f"keep_float: {unknown} are not op types of this graph; its op types: "
+                                 f"{sorted(kinds)}")
+            wanted = set(keep_float)
+            keep = {name for name, kind in nodes if kind in wanted}
             if "Output" in keep_float:
                 keep |= output_layers(pre_graph)
             quantize_static(str(pre), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=per_channel,
