@@ -298,6 +298,16 @@ def test_train_then_rank_end_to_end(micro_config, tmp_path):
     averaged_rescore = run("rescore", "--standalone", tmp_path / "mean" / "standalone.json", "--config", grown,
                            "--out", tmp_path / "x")
     assert averaged_rescore.returncode != 0 and "an average of several runs" in averaged_rescore.stderr
+    swapped = json.loads((out / "standalone.json").read_text())   # two records' checkpoints exchanged
+    paths = [str((out / r["checkpoint"]).resolve()) for r in swapped["subnets"]]
+    for r, path in zip(swapped["subnets"], paths[1::-1] + paths[2:]):
+        r["checkpoint"] = path
+    (tmp_path / "swapped").mkdir()
+    (tmp_path / "swapped" / "standalone.json").write_text(json.dumps(swapped))
+    mixed = run("rescore", "--standalone", tmp_path / "swapped" / "standalone.json", "--config", grown,
+                "--out", tmp_path / "x")
+    assert mixed.returncode != 0 and "2 checkpoint(s)" in mixed.stderr and "not their records' architectures" in mixed.stderr
+    assert "re-scoring" not in mixed.stderr   # refused before any tracking
     other_recipe = tmp_path / "other_recipe.yaml"
     other_recipe.write_text(yaml.safe_dump({"extends": str(grown), "train": {"iters_per_epoch": 3}}))
     refused = run("rescore", "--standalone", out / "standalone.json", "--config", other_recipe, "--out", tmp_path / "x")

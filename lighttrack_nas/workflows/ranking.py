@@ -291,13 +291,15 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
     did and score the same split: only ``data.root`` (for generated data) and the scored split's
     ``sequences`` may differ; the source recipe's other keys (e.g. the subnet selection) are kept. Each
     record keeps its fields, its scores are replaced, and ``checkpoint`` is the original's absolute path;
-    a checkpoint whose MACs are not the record's is refused. Resumable: records already in ``out`` are
+    checkpoints missing or whose MACs are not their records' are refused, all listed before any tracking. Resumable: records already in ``out`` are
     kept; ``shard`` ``(k, n)`` re-scores only the records whose index is k modulo n, so n processes can
     share ``out``. Tracks with the recipe's ``train.threads``, as the trainings scored them (tracking
     depends on the thread count)."""
     from ..config import load_experiment
+    from ..cost import count_tracking_model
     from ..data.sources import load_split
     from ..evaluate import evaluate_checkpoint
+    from ..models.build import load_tracking_model
     from ..tracker import TrackerConfig, tracker_settings
 
     source = StandaloneResults(path)
@@ -327,18 +329,22 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
     if missing:
         raise FileNotFoundError(f"{len(missing)} checkpoint(s) of {source.path} not found: {', '.join(missing)}")
     results = StandaloneResults(target, recipe)
+    jobs = [job for job in jobs if results.get(job[1]["arch"]) is None]
+    wrong = []
+    for _, record, checkpoint in jobs:   # every checkpoint's MACs before any tracking
+        macs = count_tracking_model(load_tracking_model(checkpoint, None)).macs
+        if abs(macs - record["macs"]) > 1e-6 * record["macs"]:
+            wrong.append(f"{checkpoint} ({macs / 1e6:.1f} M MACs, its record {record['macs'] / 1e6:.1f} M)")
+    if wrong:
+        raise ValueError(f"{len(wrong)} checkpoint(s) of {source.path} are not their records' architectures: "
+                         + ", ".join(wrong))
     sequences = load_split(cfg["data"], split)
     settings = TrackerConfig.from_dict(tracker_settings(cfg))
     for i, record, checkpoint in jobs:
-        if results.get(record["arch"]) is not None:
-            continue
         log.info("re-scoring %d/%d (%.1f M MACs) on %d %s sequences", i + 1, len(source.records), record["macs"] / 1e6,
                  len(sequences), split)
         score = evaluate_checkpoint(checkpoint, sequences, settings, threads=int(cfg["train"]["threads"]),
                                     progress=progress).to_dict()
-        if abs(score["macs"] - record["macs"]) > 1e-6 * record["macs"]:
-            raise ValueError(f"{checkpoint}: {score['macs'] / 1e6:.1f} M MACs, but its record has "
-                             f"{record['macs'] / 1e6:.1f} M: not the checkpoint of {record['arch']}")
         results.add({**record, **{k: score[k] for k in ("ao", "sr50", "sr75")}, "checkpoint": str(checkpoint),
                      "rescored_from": str(source.path.resolve()),
                      "per_sequence_ao": {name: seq["ao"] for name, seq in score["per_sequence"].items()}})
