@@ -292,9 +292,9 @@ def rescore_standalone(path: str | Path, config: str | Path, out: str | Path, sp
     ``sequences`` may differ; the source recipe's other keys (e.g. the subnet selection) are kept. Each
     record keeps its fields, its scores are replaced, and ``checkpoint`` is the original's absolute path;
     missing checkpoints, and those whose MACs are not their records', are refused, all listed before any
-    tracking. Resumable: records already in ``out`` are kept; ``shard`` ``(k, n)`` re-scores only the records whose index is k modulo n, so n processes can
-    share ``out``. Tracks with the recipe's ``train.threads``, as the trainings scored them (tracking
-    depends on the thread count)."""
+    tracking. Resumable: records already in ``out`` are kept; ``shard`` ``(k, n)`` re-scores only the
+    records whose index is k modulo n, so n processes can share ``out``. Tracks with the recipe's
+    ``train.threads``, as the trainings scored them (tracking depends on the thread count)."""
     from ..config import load_experiment
     from ..cost import count_tracking_model
     from ..data.sources import load_split
